@@ -1,0 +1,59 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse, HTMLResponse
+
+from qa import __version__
+from qa.api.errors import BodyLimitMiddleware, install_error_handlers
+from qa.api.routes import router
+from qa.api.state import ServiceState
+from qa.config import Settings, get_settings
+from qa.embedding import Embedder
+
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+
+DESCRIPTION = """Semantic search over Chinese policy documents (shipped: the plenary sessions
+of the CPC Wuhan Municipal Committee). Ask in Chinese (simplified or traditional) or English;
+every passage comes with a citation you can check: document, paragraph, exact character
+offsets into the source file, speaker and date."""
+
+
+def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None,
+               background: bool = True) -> FastAPI:
+    """Build the app. ``embedder`` overrides the configured one (tests pass a fake);
+    ``background=False`` loads synchronously at startup."""
+    settings = settings or get_settings()
+    state = ServiceState(settings, embedder)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            state.start_background_load()
+        else:
+            state.load()
+        yield
+        if state.searcher is not None:
+            state.searcher.index.store.close()
+
+    app = FastAPI(title="qa: cited search over Chinese policy documents", version=__version__,
+                  description=DESCRIPTION, lifespan=lifespan)
+    app.state.qa = state
+    app.state.settings = settings
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.include_router(router)
+
+    @app.get("/", include_in_schema=False, response_model=None)
+    def home() -> FileResponse | HTMLResponse:
+        page = _STATIC / "index.html"
+        if page.exists():
+            return FileResponse(page)
+        return HTMLResponse('<a href="/docs">API docs</a>')
+
+    return app

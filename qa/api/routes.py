@@ -1,0 +1,142 @@
+"""HTTP routes. Sync handlers: FastAPI runs them in its thread pool, so encoding a query
+never blocks the event loop."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from qa.api.schemas import (
+    DocumentDetail,
+    DocumentList,
+    DocumentSummary,
+    ErrorResponse,
+    Mode,
+    Paragraph,
+    SearchRequest,
+    SearchResponse,
+)
+from qa.api.state import ServiceState
+from qa.errors import UnknownDocument
+from qa.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
+from qa.types import Chunk
+
+router = APIRouter()
+
+_ERRORS = {
+    400: {"model": ErrorResponse, "description": "Malformed JSON."},
+    404: {"model": ErrorResponse, "description": "Unknown document."},
+    413: {"model": ErrorResponse, "description": "Request body too large."},
+    422: {"model": ErrorResponse, "description": "Invalid query, top_k or mode."},
+    503: {"model": ErrorResponse, "description": "Index not built or still loading."},
+}
+
+
+def get_state(request: Request) -> ServiceState:
+    return request.app.state.qa
+
+
+def get_searcher(state: Annotated[ServiceState, Depends(get_state)]) -> Searcher:
+    return state.get_searcher()
+
+
+SearcherDep = Annotated[Searcher, Depends(get_searcher)]
+
+
+@router.post("/search", response_model=SearchResponse, responses=_ERRORS,
+             operation_id="search_passages", summary="Search the corpus for cited passages",
+             tags=["search"])
+def post_search(body: SearchRequest, searcher: SearcherDep) -> SearchResponse:
+    """Ranked passages that answer the question, each with document, paragraph, exact
+    character offsets, speaker, date and a human-readable citation."""
+    return SearchResponse.of(searcher.search(body.query, body.top_k, body.mode, body.doc_ids))
+
+
+@router.get("/search", response_model=SearchResponse, responses=_ERRORS,
+            operation_id="search_passages_get", summary="Search (query-string form)",
+            tags=["search"])
+def get_search(
+    searcher: SearcherDep,
+    q: Annotated[str, Query(description="The question.", max_length=MAX_QUERY_CHARS,
+                            examples=["光芯屏端网"])],
+    top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 5,
+    mode: Mode = "auto",
+    doc_id: Annotated[list[str] | None, Query(description="Repeat to search several.")] = None,
+) -> SearchResponse:
+    """The same as POST /search, for browsers and simple tools."""
+    return SearchResponse.of(searcher.search(q, top_k, mode, doc_id))
+
+
+def _paragraphs(chunks: list[Chunk]) -> list[Paragraph]:
+    out: dict[int, Paragraph] = {}
+    for c in chunks:
+        p = out.get(c.paragraph)
+        if p is None:
+            out[c.paragraph] = Paragraph(
+                paragraph=c.paragraph, char_start=c.char_start, char_end=c.char_end,
+                text=c.text, display_text=c.clean_text, section=list(c.section),
+                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context)
+        elif c.char_end > p.char_end:
+            # Windows of one long paragraph overlap; the paragraph is their union.
+            p.text = p.text + c.text[p.char_end - c.char_start:]
+            p.display_text = p.text.replace("\n", "")
+            p.char_end = c.char_end
+    return [out[k] for k in sorted(out)]
+
+
+def _summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSummary:
+    d = searcher.index.store.documents[doc_id]
+    return DocumentSummary(doc_id=d.doc_id, title=d.title, date=d.date, source=d.source,
+                           type=d.doc_type, language=d.language, path=d.path, sha256=d.sha256,
+                           paragraph_count=len({c.paragraph for c in chunks}),
+                           chunk_count=len(chunks))
+
+
+@router.get("/documents", response_model=DocumentList, operation_id="list_documents",
+            summary="List the indexed documents", tags=["documents"], responses=_ERRORS)
+def list_documents(searcher: SearcherDep) -> DocumentList:
+    store = searcher.index.store
+    return DocumentList(documents=[_summary(searcher, d, store.chunks_of(d))
+                                   for d in sorted(store.documents)])
+
+
+@router.get("/documents/{doc_id}", response_model=DocumentDetail, operation_id="get_document",
+            tags=["documents"], summary="A document's metadata and its paragraphs",
+            responses=_ERRORS)
+def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
+    store = searcher.index.store
+    if doc_id not in store.documents:
+        raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
+    chunks = store.chunks_of(doc_id)
+    summary = _summary(searcher, doc_id, chunks)
+    return DocumentDetail(**summary.model_dump(), paragraphs=_paragraphs(chunks))
+
+
+@router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", operation_id="readyz", summary="Readiness: model and index loaded",
+            tags=["ops"], responses={503: {"model": ErrorResponse}})
+def readyz(state: Annotated[ServiceState, Depends(get_state)]) -> JSONResponse:
+    try:
+        searcher = state.get_searcher()
+    except Exception as exc:  # every not-ready reason is a 503 here, never a 500
+        message = getattr(exc, "message", str(exc))
+        code = getattr(exc, "code", "not_ready")
+        return JSONResponse({"status": "loading" if state.loading else "not_ready",
+                             "error": {"code": code, "message": message}}, status_code=503)
+    m = searcher.index.manifest
+    return JSONResponse({
+        "status": "ready",
+        "model": m["model"]["id"],
+        "model_fingerprint": m["model"]["fingerprint"],
+        "documents": m["counts"]["documents"],
+        "chunks": m["counts"]["chunks"],
+        "index": searcher.index.path.name,
+        "vector_index": m["vectors"],
+        "startup_seconds": round((state.ready_at or 0) - state.started_at, 2),
+    })

@@ -1,0 +1,125 @@
+"""HTTP schemas: the public contract, separate from the domain records in ``qa.types``.
+
+Field names here are relied on by clients and by an independent evaluation: extend them,
+never rename or drop one.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from qa.search import MAX_QUERY_CHARS, MAX_TOP_K, SearchResult
+from qa.types import Hit
+
+Mode = Literal["auto", "hybrid", "dense", "lexical"]
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [
+            {"query": "武汉城市圈同城化发展有哪些举措?", "top_k": 5, "mode": "auto"},
+            {"query": "How many academicians does Wuhan have?", "top_k": 3},
+        ]},
+    )
+
+    query: str = Field(description="The question, in Chinese (simplified or traditional) or "
+                                   "English.", max_length=MAX_QUERY_CHARS)
+    top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
+    mode: Mode = Field("auto", description="auto (query-aware fusion, default), hybrid (RRF), "
+                                           "dense, or lexical (BM25).")
+    doc_ids: list[str] | None = Field(None, description="Only search these documents.")
+
+
+class Passage(BaseModel):
+    rank: int
+    score: float
+    doc_id: str
+    title: str
+    paragraph: int = Field(description="1-based paragraph number within the document.")
+    char_start: int = Field(description="Offset of the passage in the source file's text.")
+    char_end: int = Field(description="source_text[char_start:char_end] == text.")
+    section: list[str] = Field(description="Heading breadcrumb above the passage.")
+    speaker: str | None
+    text: str = Field(description="The passage exactly as in the source file.")
+    citation: str
+    # Extensions beyond the original contract.
+    chunk_id: str
+    window: int = Field(description="0 unless a long paragraph was split into windows.")
+    speaker_role: str | None = None
+    date: str | None = None
+    context: str | None = Field(None, description="The reporter question this passage answers.")
+    display_text: str = Field(description="The passage with broken source lines re-joined.")
+    scores: dict[str, float] = Field(default_factory=dict, description="Per-leg raw scores.")
+
+    @classmethod
+    def of(cls, hit: Hit) -> Passage:
+        c = hit.chunk
+        return cls(rank=hit.rank, score=round(hit.score, 6), doc_id=c.doc_id, title=hit.title,
+                   paragraph=c.paragraph, char_start=c.char_start, char_end=c.char_end,
+                   section=list(c.section), speaker=c.speaker, text=c.text,
+                   citation=hit.citation, chunk_id=c.chunk_id, window=c.window,
+                   speaker_role=c.speaker_role, date=hit.date, context=c.context,
+                   display_text=c.clean_text,
+                   scores={k: round(v, 6) for k, v in hit.scores.items()})
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: str
+    took_ms: float
+    results: list[Passage]
+    answerable: bool = Field(description="False when the corpus most likely does not cover "
+                                         "the question: say so instead of citing noise.")
+    confidence: float = Field(ge=0, le=1, description="Calibrated probability that the top "
+                                                      "result answers the question.")
+
+    @classmethod
+    def of(cls, res: SearchResult) -> SearchResponse:
+        return cls(query=res.query, mode=res.mode, took_ms=round(res.took_ms, 2),
+                   results=[Passage.of(h) for h in res.hits], answerable=res.answerable,
+                   confidence=round(res.confidence, 4))
+
+
+class DocumentSummary(BaseModel):
+    doc_id: str
+    title: str
+    date: str | None
+    source: str | None
+    type: str | None
+    language: str
+    path: str = Field(description="File name inside the corpus folder.")
+    sha256: str
+    paragraph_count: int
+    chunk_count: int
+
+
+class Paragraph(BaseModel):
+    paragraph: int
+    char_start: int
+    char_end: int
+    text: str
+    display_text: str
+    section: list[str]
+    speaker: str | None
+    speaker_role: str | None
+    context: str | None
+
+
+class DocumentDetail(DocumentSummary):
+    paragraphs: list[Paragraph] = Field(description="The indexed paragraphs, in order.")
+
+
+class DocumentList(BaseModel):
+    documents: list[DocumentSummary]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody

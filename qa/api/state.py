@@ -1,0 +1,97 @@
+"""What the running service holds: the embedder, the live index and its searcher.
+
+Loading happens off the request path (the app's lifespan starts it), so /healthz answers at
+once and /readyz says 503 until the model and the index are in memory. When ``qa index``
+switches the index to a new generation, the next request picks it up: a removed document
+stops answering without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from qa.config import Settings
+from qa.embedding import Embedder
+from qa.errors import IndexNotReady, QAError
+from qa.indexing import open_index
+from qa.search import Searcher
+
+log = logging.getLogger("qa.api")
+
+
+class ServiceState:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+        self.settings = settings
+        self.embedder = embedder
+        self.searcher: Searcher | None = None
+        self.error: QAError | None = None
+        self.loading = False
+        self.started_at = time.time()
+        self.ready_at: float | None = None
+        self._lock = threading.Lock()
+        self._generation: str | None = None
+        self._checked_at = 0.0
+
+    def _pointer(self) -> str | None:
+        try:
+            return (self.settings.index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+
+    def load(self) -> None:
+        """Load the embedder (once) and the live index; remember the error if any."""
+        with self._lock:
+            self.loading = True
+            try:
+                if self.embedder is None:
+                    from qa.runtime import make_embedder
+
+                    self.embedder = make_embedder(self.settings)
+                index = open_index(self.settings.index_dir, self.embedder)
+                old = self.searcher
+                self.searcher = Searcher(index, self.embedder)
+                self._generation = index.path.name
+                self.error = None
+                if self.ready_at is None:
+                    self.ready_at = time.time()
+                if old is not None:
+                    old.index.store.close()
+                log.info("index %s loaded: %s chunks", index.path.name,
+                         index.manifest["counts"]["chunks"])
+            except QAError as exc:
+                self.error = exc
+                log.warning("not ready: %s", exc.message)
+            except Exception as exc:  # keep serving /healthz; report it on /readyz
+                log.exception("loading failed")
+                self.error = QAError(f"loading failed: {exc}")
+            finally:
+                self.loading = False
+                self._checked_at = time.monotonic()
+
+    def start_background_load(self) -> threading.Thread:
+        self.loading = True
+        thread = threading.Thread(target=self.load, name="qa-load", daemon=True)
+        thread.start()
+        return thread
+
+    def _refresh_if_stale(self) -> None:
+        now = time.monotonic()
+        if now - self._checked_at < 0.5 or self.loading:
+            return
+        self._checked_at = now
+        pointer = self._pointer()
+        if pointer is not None and pointer != self._generation:
+            self.load()
+
+    def get_searcher(self) -> Searcher:
+        self._refresh_if_stale()
+        if self.searcher is not None:
+            return self.searcher
+        if self.loading:
+            raise IndexNotReady("the service is still loading the model and the index; "
+                                "retry in a few seconds (GET /readyz says when it is ready)")
+        if self.error is not None:
+            raise self.error
+        raise IndexNotReady("no index loaded: build it with `qa index`")

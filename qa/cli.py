@@ -1,0 +1,158 @@
+"""The ``qa`` command. Options mirror Settings fields and accept QA_* variables; heavy
+libraries are imported inside the commands, so ``qa --help`` stays instant."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from qa.config import Settings
+from qa.errors import QAError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Cited semantic search over Chinese policy documents.\n\n"
+                       "Example: qa index && qa ask \"武汉有多少名院士?\"")
+
+CorpusOpt = Annotated[Path | None, typer.Option("--corpus", envvar="QA_CORPUS_DIR",
+                                                  help="Folder of .txt/.md documents.")]
+IndexOpt = Annotated[Path | None, typer.Option("--index", envvar="QA_INDEX_DIR",
+                                                 help="Index folder.")]
+ModelOpt = Annotated[str | None, typer.Option("--model", envvar="QA_MODEL",
+                                                help="sentence-transformers id or local path.")]
+
+
+def _settings(corpus: Path | None = None, index: Path | None = None,
+              model: str | None = None) -> Settings:
+    overrides = {k: v for k, v in (("corpus_dir", corpus), ("index_dir", index),
+                                   ("model", model)) if v is not None}
+    return Settings(**overrides)
+
+
+def _fail(exc: QAError) -> None:
+    typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(1)
+
+
+def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> None:
+    from tqdm import tqdm
+
+    from qa.indexing import build_index
+    from qa.runtime import make_embedder
+
+    if not quiet:
+        typer.echo("loading the embedder "
+                   f"({settings.model if settings.embedder != 'hashing' else 'hashing fake'}) ...",
+                   err=True)
+    embedder = make_embedder(settings)
+    bar: list[tqdm] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        if not bar:
+            bar.append(tqdm(total=total, desc="embedding passages", unit="passage",
+                            file=sys.stderr))
+        bar[0].n = done
+        bar[0].refresh()
+
+    try:
+        report = build_index(settings.corpus_dir, settings.index_dir, embedder,
+                             embed_context=settings.embed_context,
+                             batch_size=settings.batch_size,
+                             hnsw_threshold=settings.hnsw_threshold,
+                             progress=progress, force=force)
+    finally:
+        if bar:
+            bar[0].close()
+    if not quiet:
+        typer.echo(f"index {report.generation}: {report.summary()}", err=True)
+
+
+@app.command()
+def index(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None,
+          force: Annotated[bool, typer.Option(help="Re-embed every document.")] = False) -> None:
+    """Build or update the index from the corpus folder (only new or changed documents are
+    embedded again; removed ones disappear).
+
+    Example: qa index --corpus corpus --index index
+    """
+    try:
+        run_index(_settings(corpus, index, model), force=force)
+    except QAError as exc:
+        _fail(exc)
+
+
+@app.command()
+def ask(question: Annotated[str, typer.Argument(help="The question, Chinese or English.")],
+        top_k: Annotated[int, typer.Option("--top-k", "-k", help="Passages to show.")] = 5,
+        mode: Annotated[str, typer.Option(help="auto, hybrid, dense or lexical.")] = "auto",
+        as_json: Annotated[bool, typer.Option("--json", help="Print the API's JSON.")] = False,
+        doc_id: Annotated[list[str] | None, typer.Option("--doc", help="Only this doc.")] = None,
+        index: IndexOpt = None, model: ModelOpt = None) -> None:
+    """Ask a question and print ranked, cited passages.
+
+    Example: qa ask "What is the R&D spending target for 2025?" --top-k 3
+    """
+    from qa.api.schemas import SearchResponse
+    from qa.indexing import open_index
+    from qa.runtime import make_embedder
+    from qa.search import Searcher
+
+    try:
+        settings = _settings(index=index, model=model)
+        embedder = make_embedder(settings)
+        searcher = Searcher(open_index(settings.index_dir, embedder), embedder)
+        result = searcher.search(question, top_k, mode, doc_id)
+    except QAError as exc:
+        _fail(exc)
+        return
+    if as_json:
+        typer.echo(json.dumps(SearchResponse.of(result).model_dump(), ensure_ascii=False,
+                              indent=2))
+        return
+    typer.echo(f"{len(result.hits)} passages · mode {result.mode} · {result.took_ms:.0f} ms · "
+               f"confidence {result.confidence:.2f}"
+               + ("" if result.answerable else " · the corpus probably does not cover this"))
+    for hit in result.hits:
+        c = hit.chunk
+        typer.secho(f"\n[{hit.rank}] {hit.citation}  (score {hit.score:.3f})", bold=True)
+        if c.section:
+            typer.echo("    " + " > ".join(c.section))
+        typer.echo(f"    chars {c.char_start}-{c.char_end} of {c.doc_id}")
+        typer.echo("    " + c.clean_text)
+
+
+@app.command()
+def serve(host: Annotated[str, typer.Option(envvar="QA_HOST")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(envvar="QA_PORT")] = 8000,
+          corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None,
+          reindex: Annotated[bool, typer.Option(help="Update the index before serving.")]
+          = False) -> None:
+    """Serve the HTTP API (docs at /docs); builds the index first if there is none.
+
+    Example: qa serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from qa.api import create_app
+    from qa.indexing import current_generation
+
+    settings = _settings(corpus, index, model)
+    try:
+        if reindex or current_generation(settings.index_dir) is None:
+            run_index(settings)
+    except QAError as exc:
+        _fail(exc)
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

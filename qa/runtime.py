@@ -1,0 +1,26 @@
+"""Wiring: settings -> embedder -> index -> searcher. Used by the CLI and the app factory,
+so both build exactly the same stack."""
+
+from __future__ import annotations
+
+from qa.config import Settings
+from qa.embedding import Embedder, HashingEmbedder
+
+
+def make_embedder(settings: Settings) -> Embedder:
+    if settings.embedder == "hashing":
+        return HashingEmbedder()
+    if settings.embedder != "sentence-transformers":
+        from qa.errors import InvalidRequest
+
+        raise InvalidRequest(f"unknown embedder {settings.embedder!r} "
+                             "(sentence-transformers or hashing)")
+    from qa.embedding import SentenceTransformerEmbedder
+    from qa.models import resolve_model
+
+    resolved = resolve_model(settings.model, settings.model_cache_dir,
+                             allow_download=settings.allow_download)
+    return SentenceTransformerEmbedder(
+        str(resolved.path), resolved.model_id, resolved.weights_sha256,
+        query_prompt=settings.query_prompt, passage_prompt=settings.passage_prompt,
+        batch_size=settings.batch_size, threads=settings.threads)

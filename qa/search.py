@@ -1,0 +1,203 @@
+"""Query -> fused, ranked, cited passages.
+
+Modes:
+  dense    multilingual embedding similarity (cross-lingual by construction)
+  lexical  BM25 over jieba tokens (exact Chinese terms)
+  hybrid   reciprocal-rank fusion of both (k=60), the common naive recipe, kept for comparison
+  auto     query-aware fusion (the default): the lexical leg is weighted by how much of the
+           query the corpus vocabulary actually covers, so an English question over Chinese
+           text (whose BM25 hits are noise) is left to the dense leg, while an exact Chinese
+           term lifts the paragraph that contains it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from qa.embedding import Embedder
+from qa.errors import InvalidRequest, UnknownDocument
+from qa.indexing import LoadedIndex
+from qa.tokenize import script_of
+from qa.types import Hit, format_citation
+
+MODES = ("auto", "hybrid", "dense", "lexical")
+MAX_QUERY_CHARS = 2000
+MAX_TOP_K = 50
+
+
+@dataclass(frozen=True)
+class FusionParams:
+    """Weights of the auto mode; measured, not guessed: see docs/EVAL.md."""
+
+    lexical_weight: float = 0.35
+    min_coverage: float = 0.5
+    rrf_k: int = 60
+    candidates: int = 100
+    # Confidence: logistic on the best dense cosine and the lexical coverage.
+    conf_center: float = 0.80
+    conf_scale: float = 40.0
+    conf_coverage: float = 0.0
+    answerable_threshold: float = 0.5
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    hits: list[Hit]
+    took_ms: float
+    confidence: float
+    answerable: bool
+    diagnostics: dict[str, float] = field(default_factory=dict)
+
+
+def validate(query: str, top_k: int, mode: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidRequest("query must be a non-empty string")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidRequest(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
+        raise InvalidRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
+    if mode not in MODES:
+        raise InvalidRequest(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
+    return query.strip()
+
+
+class Searcher:
+    """Searches one loaded index with one embedder; safe to call from several threads."""
+
+    def __init__(self, index: LoadedIndex, embedder: Embedder,
+                 params: FusionParams | None = None) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.params = params or FusionParams()
+
+    # -- legs ---------------------------------------------------------------------------
+    def embed_query(self, query: str) -> np.ndarray:
+        return self.embedder.embed_batch([query], "query")[0]
+
+    def _allowed_rows(self, doc_ids: Sequence[str] | None) -> list[int] | None:
+        if doc_ids is None:
+            return None
+        known = self.index.store.documents
+        unknown = [d for d in doc_ids if d not in known]
+        if unknown:
+            raise UnknownDocument(f"unknown doc_id(s): {', '.join(map(repr, unknown))}; "
+                                  "GET /documents lists them")
+        return self.index.store.rows_of(doc_ids)
+
+    def _dense(self, qvec: np.ndarray, k: int, allowed: list[int] | None) -> dict[int, float]:
+        if allowed is not None and not allowed:
+            return {}
+        scores, ids = self.index.vectors.search(qvec[None, :], k, allowed)
+        return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=False) if i >= 0}
+
+    def _lexical(self, tokens: list[str], k: int, allowed: list[int] | None) -> dict[int, float]:
+        scores = self.index.lexical.scores(tokens)
+        if allowed is not None:
+            mask = np.zeros_like(scores, dtype=bool)
+            mask[allowed] = True
+            scores = np.where(mask, scores, 0.0)
+        nz = np.flatnonzero(scores > 0)
+        if nz.size == 0:
+            return {}
+        top = nz[np.argsort(-scores[nz], kind="stable")[:k]]
+        return {int(i): float(scores[i]) for i in top}
+
+    def _dense_exact(self, qvec: np.ndarray, rows: list[int]) -> dict[int, float]:
+        if not rows:
+            return {}
+        mat = np.asarray(self.index.matrix[sorted(rows)], dtype=np.float32)
+        return {r: float(s) for r, s in zip(sorted(rows), mat @ qvec, strict=True)}
+
+    # -- fusion -------------------------------------------------------------------------
+    def lexical_weight(self, query: str, tokens: list[str]) -> float:
+        """How much to trust BM25 for this query: 0 for a query the corpus vocabulary
+        barely covers (typically English over Chinese text), up to ``lexical_weight``."""
+        p = self.params
+        coverage = self.index.lexical.coverage(tokens)
+        if script_of(query) == "en" or coverage < p.min_coverage:
+            return 0.0
+        return p.lexical_weight * (coverage - p.min_coverage) / (1 - p.min_coverage + 1e-9)
+
+    def _fuse_auto(self, query: str, qvec: np.ndarray, tokens: list[str],
+                   dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+        w = self.lexical_weight(query, tokens)
+        if w == 0.0 or not lexical:
+            return dict(dense)
+        missing = [r for r in lexical if r not in dense]
+        dense_all = {**dense, **self._dense_exact(qvec, missing)}
+        bound = self.index.lexical.max_score(tokens) or 1.0
+        return {r: dense_all[r] + w * lexical.get(r, 0.0) / bound for r in dense_all}
+
+    def _fuse_rrf(self, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
+        k = self.params.rrf_k
+        fused: dict[int, float] = {}
+        for leg in (dense, lexical):
+            for rank, row in enumerate(sorted(leg, key=leg.__getitem__, reverse=True), start=1):
+                fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
+        return fused
+
+    def confidence(self, best_dense: float, coverage: float) -> float:
+        p = self.params
+        z = p.conf_scale * (best_dense - p.conf_center) + p.conf_coverage * coverage
+        return 1.0 / (1.0 + math.exp(-z))
+
+    # -- public -------------------------------------------------------------------------
+    def search(self, query: str, top_k: int = 5, mode: str = "auto",
+               doc_ids: Sequence[str] | None = None) -> SearchResult:
+        started = time.perf_counter()
+        query = validate(query, top_k, mode)
+        allowed = self._allowed_rows(doc_ids)
+        n = self.params.candidates
+        tokens = self.index.tokenizer(query)
+        qvec = self.embed_query(query) if mode != "lexical" else None
+        dense = self._dense(qvec, n, allowed) if qvec is not None else {}
+        lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
+        if mode == "dense":
+            fused = dense
+        elif mode == "lexical":
+            fused = lexical
+        elif mode == "hybrid":
+            fused = self._fuse_rrf(dense, lexical)
+        else:
+            fused = self._fuse_auto(query, qvec, tokens, dense, lexical)
+        ranked = sorted(fused, key=lambda r: (-fused[r], r))[:top_k]
+        hits = self._hits(ranked, fused, dense, lexical)
+        coverage = self.index.lexical.coverage(tokens)
+        if qvec is not None:
+            best = max(dense.values(), default=0.0)
+        else:
+            best = max(self._dense_exact(self.embed_query(query), ranked[:1]).values(), default=0.0)
+        conf = self.confidence(best, coverage)
+        return SearchResult(
+            query=query, mode=mode, hits=hits,
+            took_ms=(time.perf_counter() - started) * 1000.0,
+            confidence=conf, answerable=conf >= self.params.answerable_threshold and bool(hits),
+            diagnostics={"best_dense": best, "coverage": coverage,
+                         "lexical_weight": self.lexical_weight(query, tokens)},
+        )
+
+    def _hits(self, ranked: list[int], fused: dict[int, float], dense: dict[int, float],
+              lexical: dict[int, float]) -> list[Hit]:
+        chunks = self.index.store.get(ranked)
+        docs = self.index.store.documents
+        hits = []
+        for rank, row in enumerate(ranked, start=1):
+            ch = chunks[row]
+            doc = docs[ch.doc_id]
+            legs = {"dense": dense[row]} if row in dense else {}
+            if row in lexical:
+                legs["lexical"] = lexical[row]
+            hits.append(Hit(
+                rank=rank, score=float(fused[row]), chunk=ch, title=doc.title, date=doc.date,
+                citation=format_citation(doc.title, ch.paragraph, ch.speaker, ch.speaker_role,
+                                         doc.date),
+                scores=legs,
+            ))
+        return hits

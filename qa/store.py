@@ -1,0 +1,124 @@
+"""The chunk store: SQLite, one row per indexed chunk, keyed by its vector row id.
+
+Reads fetch only the rows a search returns, so a million passages cost no start-up time
+and no Python objects until they are asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from qa.types import Chunk, Document
+
+_SCHEMA = """
+CREATE TABLE documents (
+    doc_id TEXT PRIMARY KEY, path TEXT NOT NULL, title TEXT NOT NULL, date TEXT,
+    source TEXT, doc_type TEXT, language TEXT, sha256 TEXT NOT NULL, extra TEXT NOT NULL,
+    n_chars INTEGER NOT NULL
+);
+CREATE TABLE chunks (
+    row INTEGER PRIMARY KEY, chunk_id TEXT NOT NULL UNIQUE, doc_id TEXT NOT NULL,
+    paragraph INTEGER NOT NULL, window INTEGER NOT NULL, char_start INTEGER NOT NULL,
+    char_end INTEGER NOT NULL, text TEXT NOT NULL, clean_text TEXT NOT NULL,
+    section TEXT NOT NULL, speaker TEXT, speaker_role TEXT, context TEXT, tokens TEXT NOT NULL
+);
+CREATE INDEX chunks_doc ON chunks(doc_id, paragraph, window);
+"""
+
+_CHUNK_COLS = ("row, chunk_id, doc_id, paragraph, window, char_start, char_end, text, "
+               "clean_text, section, speaker, speaker_role, context")
+
+
+def _chunk(row: sqlite3.Row | tuple) -> Chunk:
+    return Chunk(chunk_id=row[1], doc_id=row[2], paragraph=row[3], window=row[4],
+                 char_start=row[5], char_end=row[6], text=row[7], clean_text=row[8],
+                 section=tuple(json.loads(row[9])), speaker=row[10], speaker_role=row[11],
+                 context=row[12])
+
+
+class ChunkStore:
+    """Read side. One connection per thread: SQLite connections are not shared across threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._local = threading.local()
+        self._docs = {d.doc_id: d for d in self._read_documents()}
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    def _read_documents(self) -> list[Document]:
+        rows = self._conn().execute(
+            "SELECT doc_id, path, title, date, source, doc_type, language, sha256, extra "
+            "FROM documents ORDER BY doc_id").fetchall()
+        return [Document(doc_id=r[0], path=r[1], title=r[2], text="", sha256=r[7], date=r[3],
+                         source=r[4], doc_type=r[5], language=r[6] or "zh",
+                         extra=json.loads(r[8])) for r in rows]
+
+    @property
+    def documents(self) -> dict[str, Document]:
+        return self._docs
+
+    def count(self) -> int:
+        return int(self._conn().execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def get(self, rows: Sequence[int]) -> dict[int, Chunk]:
+        if not rows:
+            return {}
+        marks = ",".join("?" * len(rows))
+        cur = self._conn().execute(
+            f"SELECT {_CHUNK_COLS} FROM chunks WHERE row IN ({marks})", [int(r) for r in rows])
+        return {r[0]: _chunk(r) for r in cur}
+
+    def rows_of(self, doc_ids: Iterable[str]) -> list[int]:
+        ids = list(doc_ids)
+        marks = ",".join("?" * len(ids))
+        cur = self._conn().execute(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", ids)
+        return [r[0] for r in cur]
+
+    def chunks_of(self, doc_id: str) -> list[Chunk]:
+        cur = self._conn().execute(
+            f"SELECT {_CHUNK_COLS} FROM chunks WHERE doc_id = ? ORDER BY paragraph, window",
+            (doc_id,))
+        return [_chunk(r) for r in cur]
+
+    def iter_doc(self, doc_id: str) -> Iterator[tuple[int, Chunk, list[str]]]:
+        """Rows, chunks and stored lexical tokens of one document, for incremental rebuilds."""
+        cur = self._conn().execute(
+            f"SELECT {_CHUNK_COLS}, tokens FROM chunks WHERE doc_id = ? ORDER BY row", (doc_id,))
+        for r in cur:
+            yield r[0], _chunk(r), r[13].split(" ") if r[13] else []
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+
+def write_store(path: Path, documents: Iterable[Document],
+                chunks: Iterable[tuple[int, Chunk, Sequence[str]]]) -> None:
+    """Write a new store file (the caller places it atomically)."""
+    conn = sqlite3.connect(path)
+    try:
+        conn.executescript(_SCHEMA)
+        conn.executemany(
+            "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
+            [(d.doc_id, d.path, d.title, d.date, d.source, d.doc_type, d.language, d.sha256,
+              json.dumps(d.extra, ensure_ascii=False), len(d.text)) for d in documents])
+        conn.executemany(
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(row, c.chunk_id, c.doc_id, c.paragraph, c.window, c.char_start, c.char_end,
+              c.text, c.clean_text, json.dumps(list(c.section), ensure_ascii=False), c.speaker,
+              c.speaker_role, c.context, " ".join(toks)) for row, c, toks in chunks])
+        conn.commit()
+    finally:
+        conn.close()

@@ -1,0 +1,116 @@
+"""The vector index interface, with FAISS behind it (imported here only, lazily).
+
+The index type is picked by size: exact inner product below ``hnsw_threshold`` vectors
+(exact search on a few hundred thousand 384-d vectors is still a few ms, and never misses),
+HNSW above it. The parameters chosen are returned by ``describe()`` for the manifest.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from qa.errors import IndexMismatch, ModelUnavailable
+
+
+class VectorIndex(Protocol):
+    """Row ids are 0..count-1, in the order vectors were added."""
+
+    dim: int
+
+    def add(self, vectors: np.ndarray) -> None: ...
+
+    def search(self, queries: np.ndarray, k: int,
+               allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def save(self, path: Path) -> None: ...
+
+    def count(self) -> int: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+
+def _faiss():
+    try:
+        import faiss
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ModelUnavailable("faiss is not installed: run `pip install faiss-cpu`") from exc
+    return faiss
+
+
+class FaissIndex:
+    """Flat (exact) or HNSW inner-product index over unit vectors."""
+
+    def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32,
+                 ef_construction: int = 80, ef_search: int = 64, _index: Any = None) -> None:
+        faiss = _faiss()
+        self.dim = dim
+        self.kind = kind
+        self.hnsw_m = hnsw_m
+        self.ef_construction = ef_construction
+        self.ef_search = ef_search
+        if _index is not None:
+            self._index = _index
+        elif kind == "flat":
+            self._index = faiss.IndexFlatIP(dim)
+        elif kind == "hnsw":
+            self._index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self._index.hnsw.efConstruction = ef_construction
+            self._index.hnsw.efSearch = ef_search
+        else:
+            raise ValueError(f"unknown vector index kind {kind!r} (flat or hnsw)")
+
+    @classmethod
+    def for_size(cls, dim: int, n: int, hnsw_threshold: int = 200_000, **hnsw: Any) -> FaissIndex:
+        return cls(dim, "hnsw" if n >= hnsw_threshold else "flat", **hnsw)
+
+    def add(self, vectors: np.ndarray) -> None:
+        if vectors.size:
+            self._index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int,
+               allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
+        faiss = _faiss()
+        q = np.ascontiguousarray(queries, dtype=np.float32)
+        k = max(1, min(k, self.count())) if self.count() else 1
+        if self.count() == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        params = None
+        if allowed is not None:
+            sel = faiss.IDSelectorBatch(np.asarray(list(allowed), dtype=np.int64))
+            if self.kind == "hnsw":
+                params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
+            else:
+                params = faiss.SearchParameters(sel=sel)
+        elif self.kind == "hnsw":
+            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
+        scores, ids = self._index.search(q, k, params=params)
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        _faiss().write_index(self._index, str(path))
+
+    @classmethod
+    def load(cls, path: Path, meta: dict[str, Any], mmap: bool = False) -> FaissIndex:
+        faiss = _faiss()
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        index = faiss.read_index(str(path), flags)
+        if index.d != meta["dim"]:
+            raise IndexMismatch(f"vector file has dimension {index.d}, manifest says {meta['dim']}")
+        return cls(meta["dim"], meta.get("kind", "flat"), meta.get("hnsw_m", 32),
+                   meta.get("ef_construction", 80), meta.get("ef_search", 64), _index=index)
+
+    def count(self) -> int:
+        return int(self._index.ntotal)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"engine": "faiss", "kind": self.kind, "dim": self.dim,
+                             "metric": "inner_product"}
+        if self.kind == "hnsw":
+            d.update(hnsw_m=self.hnsw_m, ef_construction=self.ef_construction,
+                     ef_search=self.ef_search)
+        return d
