@@ -271,6 +271,11 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if text[a:b].strip(_WS)]
 
 
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """Sentence spans of ``text`` (ends at 。！？；… plus closing quotes), whitespace trimmed."""
+    return [_strip_span(text, a, b) for a, b in _sentence_spans(text, 0, len(text))]
+
+
 def _windows(text: str, start: int, end: int, max_tokens: int,
              count: Callable[[str], int], overlap: int) -> list[tuple[int, int]]:
     """Split [start, end) at sentence ends into windows of at most max_tokens, each window

@@ -150,6 +150,81 @@ def serve(host: Annotated[str, typer.Option(envvar="QA_HOST")] = "127.0.0.1",
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+@app.command("mcp")
+def mcp_stdio(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None) -> None:
+    """Serve the search tools over MCP on stdin/stdout, for chat applications.
+
+    Example (an "mcpServers" entry): {"command": "qa", "args": ["mcp", "--index", "index"]}
+    """
+    from qa.mcp_server import run_stdio
+
+    run_stdio(_settings(corpus, index, model))
+
+
+@app.command("eval")
+def eval_(
+    benchmark: Annotated[list[str] | None, typer.Option(
+        "--benchmark", "-b", help="xquad, cmrc, corpus (repeatable; default: all three).")] = None,
+    squad: Annotated[Path | None, typer.Option(help="Any SQuAD-format file to evaluate.")] = None,
+    questions: Annotated[Path | None, typer.Option(
+        help="With --squad: the same question ids in another language.")] = None,
+    data_dir: Annotated[Path, typer.Option(envvar="QA_EVAL_DATA",
+                                           help="Folder with xquad/ and cmrc2018/.")]
+    = Path("../shared/data"),
+    questions_dir: Annotated[Path, typer.Option(help="Own question set folder.")]
+    = Path("tests/data"),
+    mode: Annotated[list[str] | None, typer.Option(
+        "--mode", "-m", help="Modes to measure (default: all four).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N questions per slice.")] = None,
+    json_out: Annotated[str | None, typer.Option(
+        "--json", help="Write the full figures as JSON to this file ('-' for stdout).")] = None,
+    corpus: CorpusOpt = None, model: ModelOpt = None,
+) -> None:
+    """Measure retrieval (recall@1/5/10, MRR@10, nDCG@10, no-answer flags) per slice and
+    mode, indexing each benchmark through the project's own pipeline.
+
+    Example: qa eval -b xquad --limit 200 --json eval.json
+    """
+    from qa.evaluation import (
+        BENCHMARKS,
+        evaluate,
+        format_table,
+        load_squad,
+        named_benchmark,
+        strip_details,
+    )
+    from qa.runtime import make_embedder
+    from qa.search import MODES
+
+    settings = _settings(corpus=corpus, model=model)
+    try:
+        embedder = make_embedder(settings)
+        benches = []
+        if squad is not None:
+            extra = [(f"{squad.stem}<-{questions.stem}", questions)] if questions else []
+            benches.append(load_squad(squad, extra, limit=limit))
+        for name in benchmark or ([] if squad else list(BENCHMARKS)):
+            benches.append(named_benchmark(name, data_dir, settings.corpus_dir, questions_dir,
+                                           limit))
+        results = []
+        for bench in benches:
+            typer.echo(f"evaluating {bench.name} ...", err=True)
+            results.append(evaluate(bench, embedder, modes=mode or list(MODES),
+                                    embed_context=settings.embed_context,
+                                    batch_size=settings.batch_size))
+    except QAError as exc:
+        _fail(exc)
+        return
+    typer.echo(format_table(results))
+    if json_out:
+        payload = json.dumps(results if json_out != "-" else [strip_details(r) for r in results],
+                             ensure_ascii=False, indent=1)
+        if json_out == "-":
+            typer.echo(payload)
+        else:
+            Path(json_out).write_text(payload, encoding="utf-8")
+
+
 def main() -> None:
     app()
 

@@ -28,10 +28,22 @@ class Settings(BaseSettings):
     embedder: str = "sentence-transformers"
     query_prompt: str | None = "query: "
     passage_prompt: str | None = "passage: "
-    embed_context: str = "section"
+    embed_context: str = "none"
     batch_size: int = 32
     threads: int | None = None
     hnsw_threshold: int = 200_000
+    # "faiss" (files in the index generation) or "milvus" (a collection per generation);
+    # see docs/SCALING.md. milvus_uri is a file path for embedded milvus-lite, or
+    # http://host:19530 for a server or cluster (with milvus_token, "user:password" or a key).
+    vector_backend: str = "faiss"
+    milvus_uri: str | None = None
+    milvus_token: str | None = None
+    milvus_collection: str = "qa_chunks"
+    # None: FLAT on milvus-lite, HNSW on a server. Params as JSON in the environment,
+    # e.g. QA_MILVUS_INDEX_PARAMS='{"M": 32, "efConstruction": 80}'.
+    milvus_index_type: str | None = None
+    milvus_index_params: dict[str, int | float | str] = Field(default_factory=dict)
+    milvus_search_params: dict[str, int | float | str] = Field(default_factory=dict)
 
     host: str = "127.0.0.1"
     port: int = 8000

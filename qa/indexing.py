@@ -6,6 +6,8 @@ Layout of ``index/``::
     g-<time>-<rand>/     one complete, self-describing generation
         manifest.json    model, weights checksum, dimension, prompts, chunker, documents
         vectors.faiss    the FAISS index          vectors.npy   the same rows, for reuse
+        sentences.*      one vector per sentence of multi-sentence chunks, and the offsets
+                         mapping chunk row -> its sentence rows (the dense leg's max-sim)
         chunks.sqlite    the chunk store          bm25*.{npz,npy,json}  the lexical index
 
 A build writes a new generation beside the live one and only then switches CURRENT, so a
@@ -30,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.chunking import CHUNKER_VERSION, chunk_document
+from qa.chunking import CHUNKER_VERSION, chunk_document, split_sentences
 from qa.corpus import load_corpus
 from qa.embedding import Embedder, embed
 from qa.errors import IndexMismatch, IndexNotReady
@@ -65,13 +67,15 @@ class BuildReport:
     unchanged: list[str] = field(default_factory=list)
     chunks: int = 0
     embedded: int = 0
+    sentences_embedded: int = 0
     seconds: float = 0.0
 
     def summary(self) -> str:
         return (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
                 f" documents ({len(self.added)} new, {len(self.changed)} changed, "
                 f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
-                f"embedded {self.embedded} passages in {self.seconds:.1f}s")
+                f"embedded {self.embedded} passages and {self.sentences_embedded} of their "
+                f"sentences in {self.seconds:.1f}s")
 
 
 def current_generation(index_dir: Path) -> Path | None:
@@ -110,15 +114,62 @@ def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[st
         and prev["chunker"] == settings
 
 
+REFERENCE_BANK = Path(__file__).resolve().parent / "data" / "reference_queries_en.txt"
+HUB_K = 10
+HUB_SENTENCE_WEIGHT = 0.4
+
+
+def reference_queries() -> list[str]:
+    """Generic English questions (none from any evaluation set) used to measure hubness."""
+    if not REFERENCE_BANK.exists():
+        return []
+    lines = REFERENCE_BANK.read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def hub_scores(bank: np.ndarray, vectors: np.ndarray,
+               sentences: tuple[np.ndarray, np.ndarray] | None, block: int = 65536) -> np.ndarray:
+    """How strongly each chunk attracts English questions in general: the mean of its
+    ``HUB_K`` best dense scores against the reference bank. Short or generic Chinese passages
+    ("感谢记者朋友的提问") sit close to every English question; search subtracts a share
+    of this for English queries (a CSLS-style hubness correction)."""
+    n = len(vectors)
+    out = np.zeros(n, dtype=np.float32)
+    k = min(HUB_K, len(bank))
+    w = HUB_SENTENCE_WEIGHT if sentences is not None else 0.0
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        scores = np.asarray(vectors[lo:hi], dtype=np.float32) @ bank.T
+        if sentences is not None:
+            sent_vecs, offsets = sentences
+            a, b = offsets[lo], offsets[hi]
+            sims = np.asarray(sent_vecs[a:b], dtype=np.float32) @ bank.T
+            best = np.maximum.reduceat(sims, offsets[lo:hi] - a, axis=0)
+            scores = (1 - w) * scores + w * best
+        out[lo:hi] = np.sort(scores, axis=1)[:, -k:].mean(axis=1)
+    return out
+
+
+def _sentence_texts(chunk: Chunk) -> list[str]:
+    """The sentences of a chunk that get vectors of their own; a one-sentence chunk has none
+    (its paragraph vector already is the sentence vector)."""
+    spans = split_sentences(chunk.clean_text)
+    if len(spans) <= 1:
+        return []
+    return [chunk.clean_text[a:b] for a, b in spans]
+
+
 def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
-                max_tokens: int | None = None, embed_context: str = "section",
-                batch_size: int = 32, hnsw_threshold: int = 200_000,
-                progress: Progress | None = None, force: bool = False) -> BuildReport:
+                max_tokens: int | None = None, embed_context: str = "none",
+                sentence_vectors: bool = True, batch_size: int = 32,
+                hnsw_threshold: int = 200_000, progress: Progress | None = None,
+                force: bool = False) -> BuildReport:
     """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
     started = time.perf_counter()
     docs = load_corpus(corpus_dir)
     window = max_tokens or max(64, embedder.max_tokens - 64)
-    chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context}
+    chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
+               "sentence_vectors": sentence_vectors}
     with _build_lock(index_dir):
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -128,6 +179,10 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         prev_docs = prev["documents"] if prev and reuse else {}
         prev_store = ChunkStore(prev_gen / "chunks.sqlite") if reuse and prev_gen else None
         prev_vecs = np.load(prev_gen / "vectors.npy", mmap_mode="r") if reuse and prev_gen else None
+        prev_sents = prev_offsets = None
+        if reuse and prev_gen and sentence_vectors:
+            prev_sents = np.load(prev_gen / "sentences.npy", mmap_mode="r")
+            prev_offsets = np.load(prev_gen / "sentence_offsets.npy")
 
         user_words = mine_terms(d.text for d in docs)
         tokenizer = Tokenizer(user_words)
@@ -139,6 +194,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         report = BuildReport(generation=gen_name)
         rows: list[tuple[int, Chunk, list[str]]] = []
         vec_parts: list[np.ndarray] = []
+        sent_parts: list[np.ndarray] = []
+        sent_counts: list[int] = []
         to_embed: list[tuple[int, Chunk]] = []
         doc_entries: dict[str, Any] = {}
         titles = {d.doc_id: d.title for d in docs}
@@ -153,32 +210,42 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         toks = toks if same_lexicon else tokenizer(ch.clean_text)
                         rows.append((len(rows), ch, toks))
                     vec_parts.append(np.asarray(prev_vecs[old_rows], dtype=np.float32))
+                    if prev_offsets is not None and old_rows:
+                        # A document's rows are contiguous, and so are their sentences.
+                        lo, hi = prev_offsets[old_rows[0]], prev_offsets[old_rows[-1] + 1]
+                        sent_parts.append(np.asarray(prev_sents[lo:hi], dtype=np.float32))
+                        sent_counts.extend(np.diff(prev_offsets[old_rows[0]:old_rows[-1] + 2]))
                 else:
                     (report.changed if old else report.added).append(doc.doc_id)
                     chunks = chunk_document(doc.doc_id, doc.text, markdown=None,
                                             max_tokens=window, count_tokens=embedder.count_tokens)
-                    fresh = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-                    vec_parts.append(fresh)
+                    vec_parts.append(np.zeros((len(chunks), embedder.dim), dtype=np.float32))
                     for ch in chunks:
                         to_embed.append((len(rows), ch))
                         rows.append((len(rows), ch, tokenizer(ch.clean_text)))
+                        n_sent = max(1, len(_sentence_texts(ch))) if sentence_vectors else 0
+                        sent_parts.append(np.zeros((n_sent, embedder.dim), dtype=np.float32))
+                        sent_counts.append(n_sent)
                 doc_entries[doc.doc_id] = {"sha256": doc.sha256, "path": doc.path,
                                            "title": doc.title}
             report.removed = sorted(set(prev["documents"]) - set(titles)) if prev else []
             vectors = (np.concatenate(vec_parts) if vec_parts
                        else np.zeros((0, embedder.dim), np.float32))
-            if to_embed:
-                texts = [passage_text(ch, titles[ch.doc_id], embed_context) for _, ch in to_embed]
-                done = embed(embedder, texts, "passage", batch_size=batch_size,
-                             progress=(lambda n: progress("embed", n, len(texts)))
-                             if progress else None)
-                vectors[[r for r, _ in to_embed]] = done
+            offsets = np.zeros(len(rows) + 1, dtype=np.int64)
+            offsets[1:] = np.cumsum(sent_counts) if sentence_vectors else 0
+            sentences = (np.concatenate(sent_parts) if sent_parts
+                         else np.zeros((0, embedder.dim), np.float32))
+            texts = _embed_new(embedder, to_embed, titles, embed_context, vectors,
+                               sentences if sentence_vectors else None, offsets, batch_size,
+                               progress)
             report.embedded = len(to_embed)
+            report.sentences_embedded = texts - len(to_embed)
             for doc in docs:
                 doc_entries[doc.doc_id]["chunks"] = sum(1 for _, c, _ in rows
                                                         if c.doc_id == doc.doc_id)
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
-                              tokenizer, hnsw_threshold)
+                              tokenizer, hnsw_threshold,
+                              (sentences, offsets) if sentence_vectors else None)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -201,14 +268,56 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     return report
 
 
+def _embed_new(embedder: Embedder, to_embed: list[tuple[int, Chunk]], titles: dict[str, str],
+               embed_context: str, vectors: np.ndarray, sentences: np.ndarray | None,
+               offsets: np.ndarray, batch_size: int, progress: Progress | None) -> int:
+    """Embed new chunks (and their sentences) in one stream of batches; fill the arrays."""
+    texts = [passage_text(ch, titles[ch.doc_id], embed_context) for _, ch in to_embed]
+    sent_slots: list[int] = []
+    if sentences is not None:
+        for row, ch in to_embed:
+            extra = _sentence_texts(ch)
+            texts.extend(extra)
+            sent_slots.extend(range(offsets[row], offsets[row] + len(extra)))
+    if not texts:
+        return 0
+    done = embed(embedder, texts, "passage", batch_size=batch_size,
+                 progress=(lambda n: progress("embed", n, len(texts))) if progress else None)
+    n = len(to_embed)
+    vectors[[r for r, _ in to_embed]] = done[:n]
+    if sentences is not None:
+        for row, _ in to_embed:
+            if offsets[row + 1] - offsets[row] == 1:
+                sentences[offsets[row]] = vectors[row]
+        sentences[sent_slots] = done[n:]
+    return len(texts)
+
+
 def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chunk, list[str]]],
                       vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
-                      doc_entries: dict[str, Any], tokenizer: Tokenizer,
-                      hnsw_threshold: int) -> None:
+                      doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
+                      sentences: tuple[np.ndarray, np.ndarray] | None) -> None:
     np.save(tmp / "vectors.npy", vectors)
     index = FaissIndex.for_size(embedder.dim, len(vectors), hnsw_threshold=hnsw_threshold)
     index.add(vectors)
     index.save(tmp / "vectors.faiss")
+    sentence_meta = None
+    if sentences is not None:
+        sent_vecs, offsets = sentences
+        np.save(tmp / "sentences.npy", sent_vecs)
+        np.save(tmp / "sentence_offsets.npy", offsets)
+        sent_index = FaissIndex.for_size(embedder.dim, len(sent_vecs),
+                                         hnsw_threshold=hnsw_threshold)
+        sent_index.add(sent_vecs)
+        sent_index.save(tmp / "sentences.faiss")
+        sentence_meta = {**sent_index.describe(), "count": int(len(sent_vecs))}
+    hub_meta = None
+    bank = reference_queries()
+    if bank and len(vectors):
+        hub = hub_scores(embedder.embed_batch(bank, "query"), vectors, sentences)
+        np.save(tmp / "hub_en.npy", hub)
+        hub_meta = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K,
+                    "sentence_weight": HUB_SENTENCE_WEIGHT}
     write_store(tmp / "chunks.sqlite", docs, rows)
     bm25 = BM25Index.build([toks for _, _, toks in rows])
     bm25.save(tmp)
@@ -219,6 +328,8 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                   "dim": embedder.dim, "max_tokens": embedder.max_tokens},
         "chunker": chunker,
         "vectors": index.describe(),
+        "sentences": sentence_meta,
+        "hubness": hub_meta,
         "lexical": {"engine": "bm25", "k1": bm25.k1, "b": bm25.b,
                     "tokenizer": LEXICAL_TOKENIZER, "user_words": list(tokenizer.user_words)},
         "documents": doc_entries,
@@ -243,6 +354,11 @@ class LoadedIndex:
     lexical: BM25Index
     store: ChunkStore
     tokenizer: Tokenizer
+    sentences: FaissIndex | None = None
+    sentence_matrix: np.ndarray | None = None
+    sentence_offsets: np.ndarray | None = None
+    sentence_owner: np.ndarray | None = None
+    hub_en: np.ndarray | None = None
 
 
 def open_index(index_dir: Path, embedder: Embedder | None = None) -> LoadedIndex:
@@ -265,4 +381,14 @@ def open_index(index_dir: Path, embedder: Embedder | None = None) -> LoadedIndex
     lexical = BM25Index.load(gen)
     store = ChunkStore(gen / "chunks.sqlite")
     tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
-    return LoadedIndex(gen, manifest, vectors, matrix, lexical, store, tokenizer)
+    loaded = LoadedIndex(gen, manifest, vectors, matrix, lexical, store, tokenizer)
+    if manifest.get("sentences"):
+        loaded.sentences = FaissIndex.load(gen / "sentences.faiss", manifest["sentences"])
+        loaded.sentence_matrix = np.load(gen / "sentences.npy", mmap_mode="r")
+        offsets = np.load(gen / "sentence_offsets.npy")
+        loaded.sentence_offsets = offsets
+        loaded.sentence_owner = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
+                                          np.diff(offsets))
+    if manifest.get("hubness"):
+        loaded.hub_en = np.load(gen / "hub_en.npy")
+    return loaded

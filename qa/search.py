@@ -13,7 +13,9 @@ Modes:
 from __future__ import annotations
 
 import math
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +36,12 @@ MAX_TOP_K = 50
 class FusionParams:
     """Weights of the auto mode; measured, not guessed: see docs/EVAL.md."""
 
+    # Dense score = (1 - w) * paragraph cosine + w * best sentence cosine: a question is
+    # usually about one sentence of a long paragraph, and the English->Chinese gain is large.
+    sentence_weight: float = 0.4
+    # English queries: subtract this share of each chunk's hubness (its closeness to generic
+    # English questions), so that short generic passages stop winning every question.
+    hub_penalty_en: float = 0.3
     lexical_weight: float = 0.35
     min_coverage: float = 0.5
     rrf_k: int = 60
@@ -72,14 +80,40 @@ class Searcher:
     """Searches one loaded index with one embedder; safe to call from several threads."""
 
     def __init__(self, index: LoadedIndex, embedder: Embedder,
-                 params: FusionParams | None = None) -> None:
+                 params: FusionParams | None = None, cache_size: int = 4096) -> None:
         self.index = index
         self.embedder = embedder
         self.params = params or FusionParams()
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
 
     # -- legs ---------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
-        return self.embedder.embed_batch([query], "query")[0]
+        """The query's vector; repeated questions skip the encoder."""
+        with self._cache_lock:
+            vec = self._cache.get(query)
+            if vec is not None:
+                self._cache.move_to_end(query)
+                return vec
+        vec = self.embedder.embed_batch([query], "query")[0]
+        self._remember({query: vec})
+        return vec
+
+    def prime_queries(self, queries: Sequence[str], batch_size: int = 64) -> None:
+        """Embed many queries in batches ahead of searching them (evaluation, benchmarks)."""
+        todo = list(dict.fromkeys(q.strip() for q in queries if q.strip()))
+        for i in range(0, len(todo), batch_size):
+            part = todo[i:i + batch_size]
+            self._remember(dict(zip(part, self.embedder.embed_batch(part, "query"), strict=True)))
+
+    def _remember(self, vecs: dict[str, np.ndarray]) -> None:
+        with self._cache_lock:
+            for q, v in vecs.items():
+                self._cache[q] = v
+                self._cache.move_to_end(q)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def _allowed_rows(self, doc_ids: Sequence[str] | None) -> list[int] | None:
         if doc_ids is None:
@@ -92,10 +126,21 @@ class Searcher:
         return self.index.store.rows_of(doc_ids)
 
     def _dense(self, qvec: np.ndarray, k: int, allowed: list[int] | None) -> dict[int, float]:
+        """Candidates from the paragraph and the sentence vector indexes, scored exactly."""
         if allowed is not None and not allowed:
             return {}
         scores, ids = self.index.vectors.search(qvec[None, :], k, allowed)
-        return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=False) if i >= 0}
+        para = {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=False) if i >= 0}
+        idx = self.index
+        if idx.sentences is None or self.params.sentence_weight == 0:
+            return para
+        allowed_s = None
+        if allowed is not None:
+            off = idx.sentence_offsets
+            allowed_s = np.concatenate([np.arange(off[r], off[r + 1]) for r in allowed]).tolist()
+        _, sids = idx.sentences.search(qvec[None, :], 3 * k, allowed_s)
+        owners = {int(idx.sentence_owner[s]) for s in sids[0] if s >= 0}
+        return self._dense_exact(qvec, sorted(set(para) | owners))
 
     def _lexical(self, tokens: list[str], k: int, allowed: list[int] | None) -> dict[int, float]:
         scores = self.index.lexical.scores(tokens)
@@ -110,10 +155,25 @@ class Searcher:
         return {int(i): float(scores[i]) for i in top}
 
     def _dense_exact(self, qvec: np.ndarray, rows: list[int]) -> dict[int, float]:
+        """Dense scores of given chunk rows: paragraph cosine blended with max-sim over the
+        chunk's sentences."""
         if not rows:
             return {}
-        mat = np.asarray(self.index.matrix[sorted(rows)], dtype=np.float32)
-        return {r: float(s) for r, s in zip(sorted(rows), mat @ qvec, strict=True)}
+        rows = sorted(rows)
+        para = np.asarray(self.index.matrix[rows], dtype=np.float32) @ qvec
+        idx = self.index
+        w = self.params.sentence_weight
+        if idx.sentences is None or w == 0:
+            return {r: float(s) for r, s in zip(rows, para, strict=True)}
+        off = idx.sentence_offsets
+        starts = off[rows]
+        counts = off[np.asarray(rows) + 1] - starts
+        take = np.concatenate([np.arange(a, a + n) for a, n in zip(starts, counts, strict=True)])
+        sims = np.asarray(idx.sentence_matrix[take], dtype=np.float32) @ qvec
+        firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        best = np.maximum.reduceat(sims, firsts)
+        blended = (1 - w) * para + w * best
+        return {r: float(s) for r, s in zip(rows, blended, strict=True)}
 
     # -- fusion -------------------------------------------------------------------------
     def lexical_weight(self, query: str, tokens: list[str]) -> float:
@@ -125,13 +185,21 @@ class Searcher:
             return 0.0
         return p.lexical_weight * (coverage - p.min_coverage) / (1 - p.min_coverage + 1e-9)
 
+    def _dehub(self, query: str, dense: dict[int, float]) -> dict[int, float]:
+        hub = self.index.hub_en
+        if hub is None or not dense or self.params.hub_penalty_en == 0 \
+                or script_of(query) != "en":
+            return dense
+        beta = self.params.hub_penalty_en
+        return {r: s - beta * float(hub[r]) for r, s in dense.items()}
+
     def _fuse_auto(self, query: str, qvec: np.ndarray, tokens: list[str],
                    dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
         w = self.lexical_weight(query, tokens)
         if w == 0.0 or not lexical:
             return dict(dense)
         missing = [r for r in lexical if r not in dense]
-        dense_all = {**dense, **self._dense_exact(qvec, missing)}
+        dense_all = {**dense, **self._dehub(query, self._dense_exact(qvec, missing))}
         bound = self.index.lexical.max_score(tokens) or 1.0
         return {r: dense_all[r] + w * lexical.get(r, 0.0) / bound for r in dense_all}
 
@@ -158,6 +226,8 @@ class Searcher:
         tokens = self.index.tokenizer(query)
         qvec = self.embed_query(query) if mode != "lexical" else None
         dense = self._dense(qvec, n, allowed) if qvec is not None else {}
+        best = max(dense.values(), default=0.0)
+        dense = self._dehub(query, dense)
         lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
         if mode == "dense":
             fused = dense
@@ -170,9 +240,7 @@ class Searcher:
         ranked = sorted(fused, key=lambda r: (-fused[r], r))[:top_k]
         hits = self._hits(ranked, fused, dense, lexical)
         coverage = self.index.lexical.coverage(tokens)
-        if qvec is not None:
-            best = max(dense.values(), default=0.0)
-        else:
+        if qvec is None:
             best = max(self._dense_exact(self.embed_query(query), ranked[:1]).values(), default=0.0)
         conf = self.confidence(best, coverage)
         return SearchResult(

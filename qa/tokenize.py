@@ -59,28 +59,33 @@ def normalize(text: str) -> str:
     return text.lower()
 
 
+_JIEBA_LOCK = threading.Lock()
+
+
+@lru_cache(maxsize=8)
+def _jieba_with(user_words: tuple[str, ...]):
+    """An initialised jieba tokenizer with these extra words, shared: loading jieba's
+    dictionary costs about half a second, and a tokenizer is read-only once built."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    with _JIEBA_LOCK:
+        tok = jieba.Tokenizer()
+        tok.initialize()
+        for w in user_words:
+            tok.add_word(w, freq=2000)
+    return tok
+
+
 class Tokenizer:
     """jieba segmentation in search mode (words and their sub-words), with an optional
     domain dictionary; one instance per index so that dictionaries never leak between them."""
 
     def __init__(self, user_words: Iterable[str] = ()) -> None:
-        import jieba
-
-        jieba.setLogLevel(logging.WARNING)
-        self._jieba = jieba.Tokenizer()
-        self._lock = threading.Lock()
         self.user_words = tuple(sorted(set(user_words)))
-        for w in self.user_words:
-            self._jieba.add_word(w, freq=2000)
-
-    def _init_once(self) -> None:
-        with self._lock:
-            if not self._jieba.initialized:
-                self._jieba.initialize()
+        self._jieba = _jieba_with(self.user_words)
 
     def __call__(self, text: str) -> list[str]:
-        if not self._jieba.initialized:
-            self._init_once()
         tokens = []
         for tok in self._jieba.cut_for_search(normalize(text), HMM=True):
             tok = tok.strip()

@@ -54,6 +54,8 @@ def test_rebuild_is_incremental(tmp_path, corpus_dir, fake_embedder):
     a = open_index(index_dir, fake_embedder)
     b = open_index(fresh_dir, fake_embedder)
     assert np.allclose(np.asarray(a.matrix), np.asarray(b.matrix))
+    assert np.array_equal(a.sentence_offsets, b.sentence_offsets)
+    assert np.allclose(np.asarray(a.sentence_matrix), np.asarray(b.sentence_matrix))
 
 
 def test_removed_and_added_documents(tmp_path, corpus_dir, fake_embedder):
