@@ -167,7 +167,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
     started = time.perf_counter()
     docs = load_corpus(corpus_dir)
-    window = max_tokens or max(64, embedder.max_tokens - 64)
+    # Room for the 'passage: ' prompt; count_tokens already includes <s> and </s>.
+    window = max_tokens or max(64, embedder.max_tokens - 8)
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
                "sentence_vectors": sentence_vectors}
     with _build_lock(index_dir):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,27 +28,29 @@ class BM25Index:
 
     @classmethod
     def build(cls, docs: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75) -> BM25Index:
+        # Postings go into typed arrays, row by row (CSR), then one conversion to CSC: at a
+        # million passages Python lists of (row, col, tf) and a COO detour peaked at 3.2 GB.
         vocab: dict[str, int] = {}
-        rows: list[int] = []
-        cols: list[int] = []
-        tfs: list[float] = []
-        lengths = np.zeros(len(docs), dtype=np.float32)
+        cols = array("i")
+        tfs = array("f")
+        n = len(docs)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        lengths = np.zeros(n, dtype=np.float32)
         for d, toks in enumerate(docs):
             lengths[d] = len(toks)
-            for term, tf in Counter(toks).items():
-                rows.append(d)
-                cols.append(vocab.setdefault(term, len(vocab)))
-                tfs.append(tf)
-        n = len(docs)
-        tf_arr = np.asarray(tfs, dtype=np.float32)
-        row_arr = np.asarray(rows, dtype=np.int64)
-        col_arr = np.asarray(cols, dtype=np.int64)
+            counts = Counter(toks)
+            cols.extend([vocab.setdefault(term, len(vocab)) for term in counts])
+            tfs.extend(counts.values())
+            indptr[d + 1] = len(cols)
+        col_arr = np.frombuffer(cols, dtype=np.int32) if cols else np.zeros(0, np.int32)
+        tf_arr = np.frombuffer(tfs, dtype=np.float32) if tfs else np.zeros(0, np.float32)
         df = np.bincount(col_arr, minlength=len(vocab)).astype(np.float32)
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
-        denom = tf_arr + k1 * (1 - b + b * lengths[row_arr] / avgdl)
-        w = idf[col_arr] * tf_arr * (k1 + 1) / denom
-        weights = sparse.csc_matrix((w, (row_arr, col_arr)), shape=(n, len(vocab)), dtype=np.float32)
+        norm = (k1 * (1 - b + b * lengths / avgdl)).astype(np.float32)
+        w = idf[col_arr] * tf_arr * (k1 + 1) / (tf_arr + np.repeat(norm, np.diff(indptr)))
+        weights = sparse.csr_matrix((w, col_arr, indptr), shape=(n, len(vocab)),
+                                    dtype=np.float32).tocsc()
         return cls(vocab, weights, idf, k1, b)
 
     @property
@@ -63,6 +66,25 @@ class BM25Index:
         if not terms:
             return np.zeros(self.size, dtype=np.float32)
         return np.asarray(self.weights[:, terms].sum(axis=1), dtype=np.float32).ravel()
+
+    def top(self, tokens: Sequence[str], k: int,
+            allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the ``k`` best passages with a positive score, best first, ties
+        by row; only among ``allowed`` rows if given. A partial sort: at a million passages a
+        frequent term matches most of them, and sorting them all took 50-100 ms."""
+        scores = self.scores(tokens)
+        rows = None
+        if allowed is not None:
+            rows = np.unique(np.asarray(allowed, dtype=np.int64).reshape(-1))
+            rows = rows[(rows >= 0) & (rows < self.size)]
+            scores = scores[rows]
+        hit = np.flatnonzero(scores > 0)
+        if hit.size > k > 0:
+            kth = np.partition(scores[hit], hit.size - k)[hit.size - k]
+            above = hit[scores[hit] > kth]
+            hit = np.concatenate([above, hit[scores[hit] == kth][:k - above.size]])
+        hit = hit[np.argsort(-scores[hit], kind="stable")][:max(k, 0)]
+        return (hit if rows is None else rows[hit]), scores[hit]
 
     def coverage(self, tokens: Sequence[str]) -> float:
         """Share of the query's distinct tokens that occur in the corpus at all, weighted by

@@ -24,7 +24,7 @@ import numpy as np
 from qa.embedding import Embedder
 from qa.errors import InvalidRequest, UnknownDocument
 from qa.indexing import LoadedIndex
-from qa.tokenize import script_of
+from qa.tokenize import script_of, to_simplified
 from qa.types import Hit, format_citation
 
 MODES = ("auto", "hybrid", "dense", "lexical")
@@ -42,14 +42,18 @@ class FusionParams:
     # English queries: subtract this share of each chunk's hubness (its closeness to generic
     # English questions), so that short generic passages stop winning every question.
     hub_penalty_en: float = 0.3
-    lexical_weight: float = 0.35
-    min_coverage: float = 0.5
+    lexical_weight: float = 0.1
+    min_coverage: float = 0.3
+    # English queries over Chinese text: BM25 still sees their digits and Latin names
+    # ("GDP", "2025", "5G"), worth a small nudge; their other tokens match nothing.
+    lexical_weight_en: float = 0.02
     rrf_k: int = 60
     candidates: int = 100
-    # Confidence: logistic on the best dense cosine and the lexical coverage.
-    conf_center: float = 0.80
-    conf_scale: float = 40.0
-    conf_coverage: float = 0.0
+    # Confidence: logistic regression (bias, best dense score, lexical coverage, gap between
+    # the best and the 10th dense score), one set for English queries and one for Chinese;
+    # fitted by scripts/calibrate.py on the own question sets (docs/EVAL.md).
+    conf_zh: tuple[float, float, float, float] = (-6.185, 1.538, 8.446, 1.146)
+    conf_en: tuple[float, float, float, float] = (-75.929, 100.0, 0.0, 0.0)
     answerable_threshold: float = 0.5
 
 
@@ -102,7 +106,7 @@ class Searcher:
 
     def prime_queries(self, queries: Sequence[str], batch_size: int = 64) -> None:
         """Embed many queries in batches ahead of searching them (evaluation, benchmarks)."""
-        todo = list(dict.fromkeys(q.strip() for q in queries if q.strip()))
+        todo = list(dict.fromkeys(to_simplified(q.strip()) for q in queries if q.strip()))
         for i in range(0, len(todo), batch_size):
             part = todo[i:i + batch_size]
             self._remember(dict(zip(part, self.embedder.embed_batch(part, "query"), strict=True)))
@@ -143,16 +147,8 @@ class Searcher:
         return self._dense_exact(qvec, sorted(set(para) | owners))
 
     def _lexical(self, tokens: list[str], k: int, allowed: list[int] | None) -> dict[int, float]:
-        scores = self.index.lexical.scores(tokens)
-        if allowed is not None:
-            mask = np.zeros_like(scores, dtype=bool)
-            mask[allowed] = True
-            scores = np.where(mask, scores, 0.0)
-        nz = np.flatnonzero(scores > 0)
-        if nz.size == 0:
-            return {}
-        top = nz[np.argsort(-scores[nz], kind="stable")[:k]]
-        return {int(i): float(scores[i]) for i in top}
+        rows, scores = self.index.lexical.top(tokens, k, allowed)
+        return {int(i): float(s) for i, s in zip(rows, scores, strict=True)}
 
     def _dense_exact(self, qvec: np.ndarray, rows: list[int]) -> dict[int, float]:
         """Dense scores of given chunk rows: paragraph cosine blended with max-sim over the
@@ -177,11 +173,14 @@ class Searcher:
 
     # -- fusion -------------------------------------------------------------------------
     def lexical_weight(self, query: str, tokens: list[str]) -> float:
-        """How much to trust BM25 for this query: 0 for a query the corpus vocabulary
-        barely covers (typically English over Chinese text), up to ``lexical_weight``."""
+        """How much to trust BM25 for this query: a token nudge for English, and for
+        Chinese a weight that grows with the share of the query the corpus vocabulary covers
+        (a query of words the corpus never uses gets dense ranking alone)."""
         p = self.params
+        if script_of(query) == "en":
+            return p.lexical_weight_en
         coverage = self.index.lexical.coverage(tokens)
-        if script_of(query) == "en" or coverage < p.min_coverage:
+        if coverage < p.min_coverage:
             return 0.0
         return p.lexical_weight * (coverage - p.min_coverage) / (1 - p.min_coverage + 1e-9)
 
@@ -200,8 +199,10 @@ class Searcher:
             return dict(dense)
         missing = [r for r in lexical if r not in dense]
         dense_all = {**dense, **self._dehub(query, self._dense_exact(qvec, missing))}
-        bound = self.index.lexical.max_score(tokens) or 1.0
-        return {r: dense_all[r] + w * lexical.get(r, 0.0) / bound for r in dense_all}
+        # BM25 scaled between "every query term saturated" and this query's best hit, so
+        # that neither a long query nor a weak best match distorts the blend.
+        scale = 0.5 * (self.index.lexical.max_score(tokens) or 1.0) + 0.5 * max(lexical.values())
+        return {r: dense_all[r] + w * lexical.get(r, 0.0) / scale for r in dense_all}
 
     def _fuse_rrf(self, dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
         k = self.params.rrf_k
@@ -211,10 +212,12 @@ class Searcher:
                 fused[row] = fused.get(row, 0.0) + 1.0 / (k + rank)
         return fused
 
-    def confidence(self, best_dense: float, coverage: float) -> float:
-        p = self.params
-        z = p.conf_scale * (best_dense - p.conf_center) + p.conf_coverage * coverage
-        return 1.0 / (1.0 + math.exp(-z))
+    def confidence(self, features: dict[str, float], english: bool) -> float:
+        """Calibrated probability that the corpus answers the question."""
+        b, w_best, w_cov, w_gap = self.params.conf_en if english else self.params.conf_zh
+        z = (b + w_best * features["best_dense"] + w_cov * features["coverage"]
+             + w_gap * features["gap"])
+        return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     # -- public -------------------------------------------------------------------------
     def search(self, query: str, top_k: int = 5, mode: str = "auto",
@@ -224,10 +227,10 @@ class Searcher:
         allowed = self._allowed_rows(doc_ids)
         n = self.params.candidates
         tokens = self.index.tokenizer(query)
-        qvec = self.embed_query(query) if mode != "lexical" else None
-        dense = self._dense(qvec, n, allowed) if qvec is not None else {}
-        best = max(dense.values(), default=0.0)
-        dense = self._dehub(query, dense)
+        # Every mode embeds the query: the confidence is read off the dense leg.
+        qvec = self.embed_query(to_simplified(query))
+        raw_dense = self._dense(qvec, n, allowed)
+        dense = self._dehub(query, raw_dense) if mode != "lexical" else {}
         lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
         if mode == "dense":
             fused = dense
@@ -239,16 +242,18 @@ class Searcher:
             fused = self._fuse_auto(query, qvec, tokens, dense, lexical)
         ranked = sorted(fused, key=lambda r: (-fused[r], r))[:top_k]
         hits = self._hits(ranked, fused, dense, lexical)
-        coverage = self.index.lexical.coverage(tokens)
-        if qvec is None:
-            best = max(self._dense_exact(self.embed_query(query), ranked[:1]).values(), default=0.0)
-        conf = self.confidence(best, coverage)
+        top_dense = sorted(raw_dense.values(), reverse=True)
+        features = {
+            "best_dense": top_dense[0] if top_dense else 0.0,
+            "coverage": self.index.lexical.coverage(tokens),
+            "gap": (top_dense[0] - top_dense[min(9, len(top_dense) - 1)]) if top_dense else 0.0,
+        }
+        conf = self.confidence(features, script_of(query) == "en")
         return SearchResult(
             query=query, mode=mode, hits=hits,
             took_ms=(time.perf_counter() - started) * 1000.0,
             confidence=conf, answerable=conf >= self.params.answerable_threshold and bool(hits),
-            diagnostics={"best_dense": best, "coverage": coverage,
-                         "lexical_weight": self.lexical_weight(query, tokens)},
+            diagnostics={**features, "lexical_weight": self.lexical_weight(query, tokens)},
         )
 
     def _hits(self, ranked: list[int], fused: dict[int, float], dense: dict[int, float],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from qa.types import Chunk, Document
@@ -31,6 +31,7 @@ CREATE INDEX chunks_doc ON chunks(doc_id, paragraph, window);
 
 _CHUNK_COLS = ("row, chunk_id, doc_id, paragraph, window, char_start, char_end, text, "
                "clean_text, section, speaker, speaker_role, context")
+_DOC_COLS = "doc_id, path, title, date, source, doc_type, language, sha256, extra"
 
 
 def _chunk(row: sqlite3.Row | tuple) -> Chunk:
@@ -40,13 +41,49 @@ def _chunk(row: sqlite3.Row | tuple) -> Chunk:
                  context=row[12])
 
 
+def _document(r: sqlite3.Row | tuple) -> Document:
+    return Document(doc_id=r[0], path=r[1], title=r[2], text="", sha256=r[7], date=r[3],
+                    source=r[4], doc_type=r[5], language=r[6] or "zh", extra=json.loads(r[8]))
+
+
+class _Documents(Mapping[str, Document]):
+    """The documents table as a read-only mapping, read on demand: loading it whole into a
+    dict took 9.7 s and 1 GB at start-up for a million documents (docs/SCALING.md)."""
+
+    def __init__(self, store: ChunkStore) -> None:
+        self._store = store
+        self._len: int | None = None
+
+    def __getitem__(self, doc_id: str) -> Document:
+        row = self._store._conn().execute(
+            f"SELECT {_DOC_COLS} FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
+        if row is None:
+            raise KeyError(doc_id)
+        return _document(row)
+
+    def __contains__(self, doc_id: object) -> bool:
+        return isinstance(doc_id, str) and self._store._conn().execute(
+            "SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone() is not None
+
+    def __iter__(self) -> Iterator[str]:
+        cur = self._store._conn().execute("SELECT doc_id FROM documents ORDER BY doc_id")
+        return iter([r[0] for r in cur])
+
+    def __len__(self) -> int:
+        if self._len is None:
+            self._len = int(self._store._conn().execute(
+                "SELECT COUNT(*) FROM documents").fetchone()[0])
+        return self._len
+
+
 class ChunkStore:
     """Read side. One connection per thread: SQLite connections are not shared across threads."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._docs = {d.doc_id: d for d in self._read_documents()}
+        self._conn().execute("SELECT 1 FROM documents LIMIT 1")  # fail here, not mid-search
+        self._docs = _Documents(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
@@ -55,16 +92,9 @@ class ChunkStore:
             self._local.conn = conn
         return conn
 
-    def _read_documents(self) -> list[Document]:
-        rows = self._conn().execute(
-            "SELECT doc_id, path, title, date, source, doc_type, language, sha256, extra "
-            "FROM documents ORDER BY doc_id").fetchall()
-        return [Document(doc_id=r[0], path=r[1], title=r[2], text="", sha256=r[7], date=r[3],
-                         source=r[4], doc_type=r[5], language=r[6] or "zh",
-                         extra=json.loads(r[8])) for r in rows]
-
     @property
-    def documents(self) -> dict[str, Document]:
+    def documents(self) -> Mapping[str, Document]:
+        """doc_id -> Document (with empty ``text``), read from SQLite on each lookup."""
         return self._docs
 
     def count(self) -> int:
@@ -112,13 +142,14 @@ def write_store(path: Path, documents: Iterable[Document],
         conn.executescript(_SCHEMA)
         conn.executemany(
             "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?)",
-            [(d.doc_id, d.path, d.title, d.date, d.source, d.doc_type, d.language, d.sha256,
-              json.dumps(d.extra, ensure_ascii=False), len(d.text)) for d in documents])
+            ((d.doc_id, d.path, d.title, d.date, d.source, d.doc_type, d.language, d.sha256,
+              json.dumps(d.extra, ensure_ascii=False), len(d.text)) for d in documents))
+        # A generator, not a list: at a million chunks the list of row tuples alone was ~2 GB.
         conn.executemany(
             "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            [(row, c.chunk_id, c.doc_id, c.paragraph, c.window, c.char_start, c.char_end,
+            ((row, c.chunk_id, c.doc_id, c.paragraph, c.window, c.char_start, c.char_end,
               c.text, c.clean_text, json.dumps(list(c.section), ensure_ascii=False), c.speaker,
-              c.speaker_role, c.context, " ".join(toks)) for row, c, toks in chunks])
+              c.speaker_role, c.context, " ".join(toks)) for row, c, toks in chunks))
         conn.commit()
     finally:
         conn.close()

@@ -50,6 +50,15 @@ def _t2s():
     return opencc.OpenCC("t2s.json")
 
 
+def to_simplified(text: str) -> str:
+    """Traditional -> Simplified only (no case or width folding): what the embedder sees of a
+    Traditional-Chinese question over a Simplified corpus."""
+    conv = _t2s()
+    if conv is None or not _CJK_RE.search(text):
+        return text
+    return conv.convert(text)
+
+
 def normalize(text: str) -> str:
     """NFKC (full-width -> half-width), Traditional -> Simplified, lower case."""
     text = unicodedata.normalize("NFKC", text)

@@ -44,8 +44,16 @@ def _faiss():
 class FaissIndex:
     """Flat (exact) or HNSW inner-product index over unit vectors."""
 
+    # Filtered HNSW only finds allowed rows its graph walk passes by: at 1M vectors it
+    # returned as few as 3 of 10 when 1% of rows were allowed, but recall 0.985 at 3% with
+    # efSearch 256 (docs/SCALING.md). Below 2% (or a few thousand rows), scanning just the
+    # allowed rows is exact, and cheap for a document's contiguous rows.
+    EXACT_FILTER_SHARE = 0.02
+    EXACT_FILTER_ROWS = 4096
+
+    # efSearch 128: recall@10 0.979 at 1M clustered 384-d vectors, p50 0.4 ms; 64 gave 0.92.
     def __init__(self, dim: int, kind: str = "flat", hnsw_m: int = 32,
-                 ef_construction: int = 80, ef_search: int = 64, _index: Any = None) -> None:
+                 ef_construction: int = 80, ef_search: int = 128, _index: Any = None) -> None:
         faiss = _faiss()
         self.dim = dim
         self.kind = kind
@@ -81,14 +89,38 @@ class FaissIndex:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         params = None
         if allowed is not None:
-            sel = faiss.IDSelectorBatch(np.asarray(list(allowed), dtype=np.int64))
+            rows = np.unique(np.asarray(allowed, dtype=np.int64).reshape(-1))
+            rows = rows[(rows >= 0) & (rows < self.count())]
+            if len(rows) <= max(self.EXACT_FILTER_ROWS, self.EXACT_FILTER_SHARE * self.count()):
+                return self._search_rows(q, k, rows)
+            sel = faiss.IDSelectorBatch(rows)
             if self.kind == "hnsw":
-                params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(self.ef_search, k))
+                # twice the usual beam: skipped rows still use up the walk
+                params = faiss.SearchParametersHNSW(sel=sel, efSearch=max(2 * self.ef_search, k))
             else:
                 params = faiss.SearchParameters(sel=sel)
         elif self.kind == "hnsw":
             params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k))
         scores, ids = self._index.search(q, k, params=params)
+        return scores, ids
+
+    def _search_rows(self, q: np.ndarray, k: int,
+                     rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among ``rows`` only (sorted, unique, in range), padded like faiss."""
+        faiss = _faiss()
+        scores = np.full((len(q), k), np.finfo(np.float32).min, np.float32)
+        ids = np.full((len(q), k), -1, np.int64)
+        if rows.size == 0:
+            return scores, ids
+        flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
+        stored = faiss.rev_swig_ptr(flat.get_xb(), self.count() * self.dim)  # a view, no copy
+        sims = q @ stored.reshape(-1, self.dim)[rows].T
+        kk = min(k, rows.size)
+        top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
+        top_s = np.take_along_axis(sims, top, 1)
+        order = np.argsort(-top_s, axis=1, kind="stable")
+        scores[:, :kk] = np.take_along_axis(top_s, order, 1)
+        ids[:, :kk] = rows[np.take_along_axis(top, order, 1)]
         return scores, ids
 
     def save(self, path: Path) -> None:

@@ -1,0 +1,236 @@
+"""The vector index in Milvus: milvus-lite (an embedded local file) for tests and small
+deployments, a Milvus server or cluster (``http://host:19530``) in production.
+
+The only module that imports ``pymilvus``, lazily. Implements the ``VectorIndex`` protocol
+of ``qa.vectors``: row ids are the collection's INT64 primary key, 0..count-1 in the order
+vectors were added, so the chunk store and BM25 rows line up exactly as with FAISS.
+
+One collection holds one index generation. The vectors live in Milvus, not in the
+generation folder: ``save`` flushes the collection and writes a small pointer file, and the
+manifest's ``vectors`` entry (``describe()``) names the URI and collection that ``load``
+reopens. The token is never written anywhere; it comes from settings at load time.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.errors import IndexMismatch, IndexNotReady, ModelUnavailable
+
+_ID, _VEC = "id", "vector"
+_INSERT_BATCH = 5_000  # 5,000 x 384 float32 is ~8 MB, well under gRPC's 64 MB message cap
+# Per index type, used where settings give none. HNSW: the FAISS defaults measured in
+# docs/SCALING.md (the same algorithm); IVF: common starting points, not measured here.
+_SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
+    "FLAT": {}, "HNSW": {"ef": 128}, "IVF_FLAT": {"nprobe": 32}, "AUTOINDEX": {}}
+_BUILD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "FLAT": {}, "HNSW": {"M": 32, "efConstruction": 80}, "IVF_FLAT": {"nlist": 1024},
+    "AUTOINDEX": {}}
+
+
+def _pymilvus():
+    try:
+        import pymilvus  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ModelUnavailable("the Milvus backend needs pymilvus (and milvus-lite for a local "
+                               "file URI): run `pip install 'qa[milvus]'` or "
+                               "`pip install pymilvus milvus-lite`") from exc
+    return pymilvus
+
+
+def is_local_uri(uri: str) -> bool:
+    """A file path (milvus-lite, embedded) rather than a server address."""
+    return "://" not in uri
+
+
+def collection_name(base: str, generation: str | None = None) -> str:
+    """A valid Milvus collection name (letters, digits, underscores) for one generation."""
+    name = f"{base}_{generation}" if generation else base
+    name = re.sub(r"[^0-9A-Za-z_]", "_", name)
+    return name if re.match(r"[A-Za-z_]", name) else f"_{name}"
+
+
+class MilvusIndex:
+    """Inner-product search over unit vectors in one Milvus collection."""
+
+    def __init__(self, dim: int, uri: str, collection: str = "qa_chunks",
+                 token: str | None = None, index_type: str | None = None,
+                 index_params: dict[str, Any] | None = None,
+                 search_params: dict[str, Any] | None = None, *, create: bool = True) -> None:
+        """Open (``create=False``) or create afresh (``create=True``, dropping a collection
+        of that name) the collection. ``index_type`` defaults to FLAT on milvus-lite and
+        HNSW on a server."""
+        pm = _pymilvus()
+        self.dim = dim
+        self.uri = str(Path(uri).resolve()) if is_local_uri(uri) else uri
+        self.collection = collection
+        default = "FLAT" if is_local_uri(uri) else "HNSW"
+        self.index_type = (index_type or default).upper()
+        self.index_params = dict(_BUILD_DEFAULTS.get(self.index_type, {}), **(index_params or {}))
+        self.search_params = dict(_SEARCH_DEFAULTS.get(self.index_type, {}),
+                                  **(search_params or {}))
+        if is_local_uri(uri):
+            Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._client = pm.MilvusClient(uri=self.uri, token=token or "")
+        except Exception as exc:
+            hint = (" (a milvus-lite file can be open in one process at a time: is another "
+                    "`qa` process using it?)" if is_local_uri(uri) else "")
+            raise IndexNotReady(f"cannot open Milvus at {self.uri}: {exc}{hint}") from exc
+        if create:
+            self._create()
+            self._count = 0
+        else:
+            if not self._client.has_collection(collection):
+                self._client.close()
+                raise IndexNotReady(f"Milvus at {self.uri} has no collection {collection!r}: "
+                                    "rebuild the index with `qa index`")
+            self._client.load_collection(collection)
+            self._count = self._stored_count()
+
+    def _create(self) -> None:
+        pm = _pymilvus()
+        client = self._client
+        if client.has_collection(self.collection):
+            client.drop_collection(self.collection)
+        schema = pm.MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field(_ID, pm.DataType.INT64, is_primary=True)
+        schema.add_field(_VEC, pm.DataType.FLOAT_VECTOR, dim=self.dim)
+        index = client.prepare_index_params()
+        index.add_index(field_name=_VEC, index_type=self.index_type, metric_type="IP",
+                        params=self.index_params)
+        # Strong consistency: a search right after add() sees every row, as with FAISS.
+        client.create_collection(self.collection, schema=schema, index_params=index,
+                                 consistency_level="Strong")
+
+    def _stored_count(self) -> int:
+        rows = self._client.query(self.collection, filter="", output_fields=["count(*)"])
+        return int(rows[0]["count(*)"])
+
+    @classmethod
+    def load(cls, path: Path | None, meta: dict[str, Any], token: str | None = None,
+             uri: str | None = None) -> MilvusIndex:
+        """Reopen the collection a manifest's ``vectors`` entry names; ``uri`` overrides the
+        recorded one (the same data served from another address)."""
+        index = cls(meta["dim"], uri or meta["uri"], meta["collection"], token,
+                    meta.get("index_type"), meta.get("index_params"), meta.get("search_params"),
+                    create=False)
+        fields = index._client.describe_collection(index.collection)["fields"]
+        dim = next(int(f["params"]["dim"]) for f in fields if f["name"] == _VEC)
+        problem = None
+        if dim != meta["dim"]:
+            problem = f"has dimension {dim}, manifest says {meta['dim']}"
+        elif "count" in meta and index.count() != meta["count"]:
+            problem = f"holds {index.count()} vectors, manifest says {meta['count']}"
+        if problem:
+            index.close()
+            raise IndexMismatch(f"Milvus collection {index.collection!r} {problem}: "
+                                "rebuild the index with `qa index`")
+        return index
+
+    def add(self, vectors: np.ndarray) -> None:
+        vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vecs.ndim != 2 or vecs.shape[1] != self.dim:
+            raise ValueError(f"expected (n, {self.dim}) vectors, got {vecs.shape}")
+        for lo in range(0, len(vecs), _INSERT_BATCH):
+            block = vecs[lo:lo + _INSERT_BATCH]
+            self._client.insert(self.collection, [
+                {_ID: self._count + lo + i, _VEC: v} for i, v in enumerate(block)])
+        self._count += len(vecs)
+
+    def search(self, queries: np.ndarray, k: int,
+               allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
+        q = np.ascontiguousarray(queries, dtype=np.float32).reshape(-1, self.dim)
+        if self._count == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        k = max(1, min(k, self._count))
+        scores = np.full((len(q), k), np.finfo(np.float32).min, np.float32)  # as FAISS pads
+        ids = np.full((len(q), k), -1, np.int64)
+        expr = ""
+        if allowed is not None:
+            rows = sorted({int(r) for r in allowed})
+            if not rows:
+                return scores, ids
+            # A literal list: milvus-lite 3.2 rejects templated filters ("id in {ids}").
+            expr = f"{_ID} in [{','.join(map(str, rows))}]"
+        hits = self._client.search(
+            self.collection, data=[v.tolist() for v in q], filter=expr, limit=k,
+            output_fields=[_ID], anns_field=_VEC,
+            search_params={"metric_type": "IP", "params": self.search_params})
+        for i, row in enumerate(hits):
+            for j, h in enumerate(row[:k]):
+                ids[i, j] = int(h["id"])
+                scores[i, j] = float(h["distance"])
+        return scores, ids
+
+    def save(self, path: Path) -> None:
+        """Make the rows durable in Milvus and leave a pointer to them at ``path``."""
+        self._client.flush(self.collection)
+        meta = {k: v for k, v in self.describe().items() if k != "search_params"}
+        Path(path).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+
+    def count(self) -> int:
+        return self._count
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "milvus", "kind": self.index_type.lower(), "dim": self.dim,
+                "metric": "inner_product", "uri": self.uri, "collection": self.collection,
+                "index_type": self.index_type, "index_params": self.index_params,
+                "search_params": self.search_params, "count": self._count}
+
+    def drop(self) -> None:
+        """Delete the collection (an old generation's vectors)."""
+        self._client.drop_collection(self.collection)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def make_vector_index(dim: int, n: int, *, backend: str = "faiss", hnsw_threshold: int = 200_000,
+                      milvus_uri: str | None = None, milvus_token: str | None = None,
+                      collection: str = "qa_chunks", milvus_index_type: str | None = None,
+                      milvus_index_params: dict[str, Any] | None = None,
+                      milvus_search_params: dict[str, Any] | None = None) -> Any:
+    """A new, empty index for ``n`` vectors of ``dim`` on the configured backend: FAISS flat
+    or HNSW by size, or a fresh Milvus collection (``collection`` should be unique per
+    generation: see ``collection_name``)."""
+    if backend == "faiss":
+        from qa.vectors import FaissIndex
+
+        return FaissIndex.for_size(dim, n, hnsw_threshold=hnsw_threshold)
+    if backend == "milvus":
+        if not milvus_uri:
+            raise ValueError("vector_backend=milvus needs QA_MILVUS_URI (a file path for "
+                             "milvus-lite, or http://host:19530 for a server)")
+        return MilvusIndex(dim, milvus_uri, collection, milvus_token, milvus_index_type,
+                           milvus_index_params, milvus_search_params)
+    raise ValueError(f"unknown vector backend {backend!r} (faiss or milvus)")
+
+
+def drop_vectors(meta: dict[str, Any], *, milvus_token: str | None = None) -> None:
+    """Delete an old generation's vectors where they live outside its folder (a Milvus
+    collection); nothing to do for FAISS, whose files go with the folder."""
+    if meta.get("engine") != "milvus":
+        return
+    index = MilvusIndex(meta["dim"], meta["uri"], meta["collection"], milvus_token, create=False)
+    try:
+        index.drop()
+    finally:
+        index.close()
+
+
+def load_vector_index(path: Path, meta: dict[str, Any], *, milvus_token: str | None = None,
+                      milvus_uri: str | None = None, mmap: bool = False) -> Any:
+    """Reopen the index a manifest's ``vectors`` entry describes, whichever engine wrote it."""
+    if meta.get("engine", "faiss") == "milvus":
+        return MilvusIndex.load(path, meta, token=milvus_token, uri=milvus_uri)
+    from qa.vectors import FaissIndex
+
+    return FaissIndex.load(path, meta, mmap=mmap)
