@@ -41,7 +41,7 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> N
     from tqdm import tqdm
 
     from qa.indexing import build_index
-    from qa.runtime import make_embedder
+    from qa.runtime import make_embedder, make_vector_store
 
     if not quiet:
         typer.echo("loading the embedder "
@@ -64,7 +64,8 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> N
                              embed_context=settings.embed_context,
                              batch_size=settings.batch_size,
                              hnsw_threshold=settings.hnsw_threshold,
-                             progress=progress, force=force)
+                             progress=progress, force=force,
+                             vector_store=make_vector_store(settings))
     finally:
         if bar:
             bar[0].close()
@@ -99,13 +100,14 @@ def ask(question: Annotated[str, typer.Argument(help="The question, Chinese or E
     """
     from qa.api.schemas import SearchResponse
     from qa.indexing import open_index
-    from qa.runtime import make_embedder
+    from qa.runtime import make_embedder, make_vector_store
     from qa.search import Searcher
 
     try:
         settings = _settings(index=index, model=model)
         embedder = make_embedder(settings)
-        searcher = Searcher(open_index(settings.index_dir, embedder), embedder)
+        searcher = Searcher(open_index(settings.index_dir, embedder,
+                                       make_vector_store(settings)), embedder)
         result = searcher.search(question, top_k, mode, doc_id)
     except QAError as exc:
         _fail(exc)

@@ -40,7 +40,7 @@ from qa.lexical import BM25Index
 from qa.store import ChunkStore, write_store
 from qa.tokenize import Tokenizer, mine_terms
 from qa.types import Chunk, Document
-from qa.vectors import FaissIndex
+from qa.vectors import VectorIndex
 
 FORMAT = "qa-index/1"
 LEXICAL_TOKENIZER = "nfkc+opencc-t2s+jieba-search/1"
@@ -114,6 +114,60 @@ def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[st
         and prev["chunker"] == settings
 
 
+@dataclass(frozen=True)
+class VectorStore:
+    """Where the vectors of a generation live: FAISS files inside it (the default), or one
+    Milvus collection per generation and kind (``backend="milvus"``, docs/SCALING.md)."""
+
+    backend: str = "faiss"
+    uri: str | None = None
+    token: str | None = None
+    collection: str = "qa_chunks"
+    index_type: str | None = None
+    index_params: dict[str, Any] | None = None
+    search_params: dict[str, Any] | None = None
+
+    def _file(self, folder: Path, kind: str, engine: str) -> Path:
+        return folder / (f"{kind}.milvus.json" if engine == "milvus" else f"{kind}.faiss")
+
+    def create(self, dim: int, vectors: np.ndarray, folder: Path, kind: str, gen_name: str,
+               hnsw_threshold: int) -> VectorIndex:
+        from qa.vectors_milvus import collection_name, make_vector_index
+
+        index = make_vector_index(
+            dim, len(vectors), backend=self.backend, hnsw_threshold=hnsw_threshold,
+            milvus_uri=self.uri, milvus_token=self.token,
+            collection=collection_name(f"{self.collection}_{kind}", gen_name),
+            milvus_index_type=self.index_type, milvus_index_params=self.index_params,
+            milvus_search_params=self.search_params)
+        index.add(vectors)
+        index.save(self._file(folder, kind, self.backend))
+        return index
+
+    def open(self, folder: Path, kind: str, meta: dict[str, Any]) -> VectorIndex:
+        from qa.vectors_milvus import load_vector_index
+
+        engine = meta.get("engine", "faiss")
+        return load_vector_index(self._file(folder, kind, engine), meta,
+                                 milvus_token=self.token, milvus_uri=self.uri)
+
+    def drop(self, folder: Path) -> None:
+        """Best effort: remove a replaced generation's Milvus collections."""
+        from qa.vectors_milvus import drop_vectors
+
+        try:
+            manifest = read_manifest(folder)
+        except (OSError, ValueError):
+            return
+        for key in ("vectors", "sentences"):
+            meta = manifest.get(key)
+            if meta and meta.get("engine") == "milvus":
+                try:
+                    drop_vectors(meta, milvus_token=self.token)
+                except Exception:  # noqa: BLE001 - a leftover collection is not an error
+                    pass
+
+
 REFERENCE_BANK = Path(__file__).resolve().parent / "data" / "reference_queries_en.txt"
 HUB_K = 10
 HUB_SENTENCE_WEIGHT = 0.4
@@ -163,7 +217,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 max_tokens: int | None = None, embed_context: str = "none",
                 sentence_vectors: bool = True, batch_size: int = 32,
                 hnsw_threshold: int = 200_000, progress: Progress | None = None,
-                force: bool = False) -> BuildReport:
+                force: bool = False, vector_store: VectorStore | None = None) -> BuildReport:
     """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
     started = time.perf_counter()
     docs = load_corpus(corpus_dir)
@@ -246,7 +300,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                                                         if c.doc_id == doc.doc_id)
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
                               tokenizer, hnsw_threshold,
-                              (sentences, offsets) if sentence_vectors else None)
+                              (sentences, offsets) if sentence_vectors else None,
+                              vector_store or VectorStore(), gen_name)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -263,6 +318,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 prev_store.close()
         for old_gen in index_dir.glob("g-*"):
             if old_gen.name != gen_name:
+                (vector_store or VectorStore()).drop(old_gen)
                 shutil.rmtree(old_gen, ignore_errors=True)
     report.chunks = len(rows)
     report.seconds = time.perf_counter() - started
@@ -297,20 +353,17 @@ def _embed_new(embedder: Embedder, to_embed: list[tuple[int, Chunk]], titles: di
 def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chunk, list[str]]],
                       vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
                       doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
-                      sentences: tuple[np.ndarray, np.ndarray] | None) -> None:
+                      sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
+                      gen_name: str) -> None:
     np.save(tmp / "vectors.npy", vectors)
-    index = FaissIndex.for_size(embedder.dim, len(vectors), hnsw_threshold=hnsw_threshold)
-    index.add(vectors)
-    index.save(tmp / "vectors.faiss")
+    index = store.create(embedder.dim, vectors, tmp, "vectors", gen_name, hnsw_threshold)
     sentence_meta = None
     if sentences is not None:
         sent_vecs, offsets = sentences
         np.save(tmp / "sentences.npy", sent_vecs)
         np.save(tmp / "sentence_offsets.npy", offsets)
-        sent_index = FaissIndex.for_size(embedder.dim, len(sent_vecs),
-                                         hnsw_threshold=hnsw_threshold)
-        sent_index.add(sent_vecs)
-        sent_index.save(tmp / "sentences.faiss")
+        sent_index = store.create(embedder.dim, sent_vecs, tmp, "sentences", gen_name,
+                                  hnsw_threshold)
         sentence_meta = {**sent_index.describe(), "count": int(len(sent_vecs))}
     hub_meta = None
     bank = reference_queries()
@@ -350,19 +403,20 @@ class LoadedIndex:
 
     path: Path
     manifest: dict[str, Any]
-    vectors: FaissIndex
+    vectors: VectorIndex
     matrix: np.ndarray
     lexical: BM25Index
     store: ChunkStore
     tokenizer: Tokenizer
-    sentences: FaissIndex | None = None
+    sentences: VectorIndex | None = None
     sentence_matrix: np.ndarray | None = None
     sentence_offsets: np.ndarray | None = None
     sentence_owner: np.ndarray | None = None
     hub_en: np.ndarray | None = None
 
 
-def open_index(index_dir: Path, embedder: Embedder | None = None) -> LoadedIndex:
+def open_index(index_dir: Path, embedder: Embedder | None = None,
+               vector_store: VectorStore | None = None) -> LoadedIndex:
     """Open the live generation, refusing one built by other weights than ``embedder``."""
     gen = current_generation(index_dir)
     if gen is None:
@@ -377,14 +431,15 @@ def open_index(index_dir: Path, embedder: Embedder | None = None) -> LoadedIndex
             f"the index in {index_dir} was built with {manifest['model']['id']} "
             f"({manifest['model']['fingerprint']}), but the service loaded {embedder.model_id} "
             f"({embedder.fingerprint}); rebuild it with `qa index`")
-    vectors = FaissIndex.load(gen / "vectors.faiss", manifest["vectors"])
+    store_cfg = vector_store or VectorStore()
+    vectors = store_cfg.open(gen, "vectors", manifest["vectors"])
     matrix = np.load(gen / "vectors.npy", mmap_mode="r")
     lexical = BM25Index.load(gen)
     store = ChunkStore(gen / "chunks.sqlite")
     tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
     loaded = LoadedIndex(gen, manifest, vectors, matrix, lexical, store, tokenizer)
     if manifest.get("sentences"):
-        loaded.sentences = FaissIndex.load(gen / "sentences.faiss", manifest["sentences"])
+        loaded.sentences = store_cfg.open(gen, "sentences", manifest["sentences"])
         loaded.sentence_matrix = np.load(gen / "sentences.npy", mmap_mode="r")
         offsets = np.load(gen / "sentence_offsets.npy")
         loaded.sentence_offsets = offsets

@@ -24,3 +24,14 @@ def make_embedder(settings: Settings) -> Embedder:
         str(resolved.path), resolved.model_id, resolved.weights_sha256,
         query_prompt=settings.query_prompt, passage_prompt=settings.passage_prompt,
         batch_size=settings.batch_size, threads=settings.threads)
+
+
+def make_vector_store(settings: Settings):
+    """The configured home of the vectors (FAISS files by default, or Milvus)."""
+    from qa.indexing import VectorStore
+
+    return VectorStore(backend=settings.vector_backend, uri=settings.milvus_uri,
+                       token=settings.milvus_token, collection=settings.milvus_collection,
+                       index_type=settings.milvus_index_type,
+                       index_params=dict(settings.milvus_index_params) or None,
+                       search_params=dict(settings.milvus_search_params) or None)

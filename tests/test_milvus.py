@@ -111,3 +111,23 @@ def test_factory_and_drop(tmp_path: Path) -> None:
     with pytest.raises(IndexNotReady):
         MilvusIndex.load(None, meta)
     index.close()
+
+
+def test_whole_pipeline_on_milvus_matches_faiss(tmp_path, corpus_dir, fake_embedder):
+    """The index build and search, with the vectors in Milvus, rank exactly as with FAISS."""
+    pytest.importorskip("pymilvus")
+    pytest.importorskip("milvus_lite")
+    from qa.indexing import VectorStore, build_index, open_index
+    from qa.search import Searcher
+
+    build_index(corpus_dir, tmp_path / "faiss", fake_embedder)
+    store = VectorStore(backend="milvus", uri=str(tmp_path / "milvus.db"))
+    build_index(corpus_dir, tmp_path / "milvus", fake_embedder, vector_store=store)
+    a = Searcher(open_index(tmp_path / "faiss", fake_embedder), fake_embedder)
+    b = Searcher(open_index(tmp_path / "milvus", fake_embedder, store), fake_embedder)
+    assert b.index.manifest["vectors"]["engine"] == "milvus"
+    for q in ("光芯屏端网", "武汉有多少名院士", "碳排放权交易"):
+        for mode in ("dense", "auto"):
+            ra = [h.chunk.chunk_id for h in a.search(q, top_k=10, mode=mode).hits]
+            rb = [h.chunk.chunk_id for h in b.search(q, top_k=10, mode=mode).hits]
+            assert ra == rb, (q, mode)

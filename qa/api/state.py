@@ -49,7 +49,10 @@ class ServiceState:
                     from qa.runtime import make_embedder
 
                     self.embedder = make_embedder(self.settings)
-                index = open_index(self.settings.index_dir, self.embedder)
+                from qa.runtime import make_vector_store
+
+                index = open_index(self.settings.index_dir, self.embedder,
+                                   make_vector_store(self.settings))
                 old = self.searcher
                 self.searcher = Searcher(index, self.embedder)
                 self._generation = index.path.name
