@@ -54,7 +54,11 @@ class ServiceState:
                 index = open_index(self.settings.index_dir, self.embedder,
                                    make_vector_store(self.settings))
                 old = self.searcher
-                self.searcher = Searcher(index, self.embedder)
+                searcher = Searcher(index, self.embedder)
+                # The first query pays for lazy initialisation (torch kernels, jieba);
+                # pay it here, before /readyz says ready.
+                searcher.search("预热 warm-up", top_k=1)
+                self.searcher = searcher
                 self._generation = index.path.name
                 self.error = None
                 if self.ready_at is None:
