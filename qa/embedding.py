@@ -97,6 +97,12 @@ class SentenceTransformerEmbedder:
                 "`pip install torch==2.13.0 && pip install -e .`"
             ) from exc
         torch.set_num_threads(threads or max(1, os.cpu_count() or 1))
+        try:  # a per-tensor progress bar on every start is noise in server logs
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover
+            pass
         prompts = {k: v for k, v in (("query", query_prompt), ("passage", passage_prompt)) if v}
         try:
             self._model = SentenceTransformer(path, device="cpu", prompts=prompts,
@@ -107,7 +113,9 @@ class SentenceTransformerEmbedder:
         self._prompts = prompts
         self.model_id = model_id
         self.batch_size = batch_size
-        self.dim = int(self._model.get_sentence_embedding_dimension() or 0)
+        get_dim = getattr(self._model, "get_embedding_dimension", None) \
+            or self._model.get_sentence_embedding_dimension
+        self.dim = int(get_dim() or 0)
         self.max_tokens = int(self._model.max_seq_length or 512)
         self.fingerprint = f"st:{weights_sha256}:fp32:q={query_prompt!r}:p={passage_prompt!r}"
         self._tokenizer = self._model.tokenizer
@@ -127,4 +135,5 @@ class SentenceTransformerEmbedder:
         return np.asarray(vecs, dtype=np.float32)
 
     def count_tokens(self, text: str) -> int:
-        return len(self._tokenizer(text, add_special_tokens=True)["input_ids"])
+        # verbose=False: counting a text longer than the window is the point, not an error.
+        return len(self._tokenizer(text, add_special_tokens=True, verbose=False)["input_ids"])
