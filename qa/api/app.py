@@ -8,11 +8,14 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse, HTMLResponse
+from starlette.routing import Route
 
 from qa import __version__
+from qa.api.answer_routes import router as answer_router
 from qa.api.errors import BodyLimitMiddleware, install_error_handlers
 from qa.api.routes import router
 from qa.api.state import ServiceState
+from qa.api.tool_routes import router as tool_router
 from qa.config import Settings, get_settings
 from qa.embedding import Embedder
 
@@ -30,6 +33,10 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     ``background=False`` loads synchronously at startup."""
     settings = settings or get_settings()
     state = ServiceState(settings, embedder)
+    # MCP over streamable HTTP at /mcp, on this app's state (imported here: it uses qa.api).
+    from qa.mcp_server import StreamableHTTPEndpoint, build_mcp_server, state_searcher
+
+    mcp = StreamableHTTPEndpoint(build_mcp_server(state_searcher(state)), host=settings.host)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -37,7 +44,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             state.start_background_load()
         else:
             state.load()
-        yield
+        async with mcp.running():
+            yield
         if state.searcher is not None:
             state.searcher.index.store.close()
 
@@ -45,9 +53,13 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
                   description=DESCRIPTION, lifespan=lifespan)
     app.state.qa = state
     app.state.settings = settings
+    app.state.mcp = mcp.server
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(router)
+    app.include_router(answer_router)
+    app.include_router(tool_router)
+    app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
 
     @app.get("/", include_in_schema=False, response_model=None)
     def home() -> FileResponse | HTMLResponse:

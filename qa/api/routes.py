@@ -97,6 +97,7 @@ def _summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSu
 @router.get("/documents", response_model=DocumentList, operation_id="list_documents",
             summary="List the indexed documents", tags=["documents"], responses=_ERRORS)
 def list_documents(searcher: SearcherDep) -> DocumentList:
+    """Every indexed document with its metadata (title, date, source, type) and counts."""
     store = searcher.index.store
     return DocumentList(documents=[_summary(searcher, d, store.chunks_of(d))
                                    for d in sorted(store.documents)])
@@ -106,6 +107,7 @@ def list_documents(searcher: SearcherDep) -> DocumentList:
             tags=["documents"], summary="A document's metadata and its paragraphs",
             responses=_ERRORS)
 def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
+    """One document's metadata and its indexed paragraphs, with exact source offsets."""
     store = searcher.index.store
     if doc_id not in store.documents:
         raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
@@ -116,12 +118,14 @@ def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
 
 @router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])
 def healthz() -> dict[str, str]:
+    """The process is up (it may still be loading: see /readyz)."""
     return {"status": "ok"}
 
 
 @router.get("/readyz", operation_id="readyz", summary="Readiness: model and index loaded",
             tags=["ops"], responses={503: {"model": ErrorResponse}})
 def readyz(state: Annotated[ServiceState, Depends(get_state)]) -> JSONResponse:
+    """200 with the model and index counts once both are loaded; 503 until then."""
     try:
         searcher = state.get_searcher()
     except Exception as exc:  # every not-ready reason is a 503 here, never a 500

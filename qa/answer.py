@@ -1,0 +1,177 @@
+"""Extractive answers: the best sentences of the retrieved passages, quoted exactly.
+
+A question is searched as usual; the top passages are cut into sentences at 。！？!?；;
+(closing quotes and brackets stay with their sentence), every sentence is embedded with
+the searcher's own embedder as a "passage" and scored against the query embedding. That
+is what lets an English question pick the right Chinese sentence. Every quoted sentence
+keeps exact offsets into its source document, so ``source[char_start:char_end]`` is the
+sentence character for character, and a marker ``[n]`` that points at passage ``n`` of the
+search results (``n`` is the passage's rank).
+
+Pure: takes a Searcher and plain arguments, reads no settings, knows nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from qa.errors import InvalidRequest
+from qa.search import Searcher, SearchResult
+from qa.tokenize import script_of
+from qa.types import Hit
+
+MAX_SENTENCES = 10
+NOT_COVERED = {
+    "en": "The corpus does not appear to cover this question.",
+    "zh": "语料库中似乎没有相关内容。",
+}
+
+_END = re.compile(r"[。！？!?；;]+[”’」』）)》】\"']*")
+_WS = " \t\r\n\u3000\ufeff\xa0"
+# A quote worth showing has some words in it: "一、" or "谢谢。" alone is not an answer.
+_WORDY = re.compile(r"[\w\u3400-\u9fff]")
+_MIN_WORD_CHARS = 4
+_BREAK = re.compile(r"[ \t\u3000]*\n[ \t\u3000\n]*")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One quoted sentence: ``text`` is the exact source slice [char_start, char_end) of
+    document ``doc_id``; ``passage`` is the 1-based rank of the passage it was cut from."""
+
+    text: str
+    display_text: str
+    doc_id: str
+    paragraph: int
+    passage: int
+    char_start: int
+    char_end: int
+    score: float
+
+
+@dataclass
+class Answer:
+    question: str
+    language: str
+    text: str
+    sentences: list[Sentence]
+    result: SearchResult
+    took_ms: float
+
+    @property
+    def answerable(self) -> bool:
+        return self.result.answerable
+
+    @property
+    def confidence(self) -> float:
+        return self.result.confidence
+
+
+def language_of(text: str) -> str:
+    """'en' for an English question, else 'zh' (Chinese, traditional or mixed)."""
+    return "en" if script_of(text) == "en" else "zh"
+
+
+def display(text: str) -> str:
+    """A source slice as a reader sees it: line breaks of re-joined lines removed (CJK joins
+    directly; Latin words get their space back), the same rule as the chunker's."""
+    def join(m: re.Match[str]) -> str:
+        before = text[m.start() - 1:m.start()]
+        after = text[m.end():m.end() + 1]
+        latin = before.isascii() and before.isalnum() and after.isascii() and after.isalnum()
+        return " " if latin else ""
+
+    return _BREAK.sub(join, text).strip(_WS)
+
+
+def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Sentence spans of ``text`` as (start, end) offsets shifted by ``offset``, with
+    surrounding whitespace excluded, so each span slices back to its sentence exactly."""
+    spans: list[tuple[int, int]] = []
+    cur = 0
+    bounds = [m.end() for m in _END.finditer(text)]
+    if not bounds or bounds[-1] < len(text):
+        bounds.append(len(text))
+    for end in bounds:
+        a, b = cur, end
+        while a < b and text[a] in _WS:
+            a += 1
+        while b > a and text[b - 1] in _WS:
+            b -= 1
+        if a < b:
+            spans.append((offset + a, offset + b))
+        cur = end
+    return spans
+
+
+def _wordy(text: str) -> bool:
+    return len(_WORDY.findall(text)) >= _MIN_WORD_CHARS
+
+
+def candidates(hits: list[Hit]) -> list[Sentence]:
+    """Every quotable sentence of the passages, unscored; a sentence seen in an earlier
+    (better-ranked) passage is not repeated, as overlapping windows share sentences."""
+    seen: set[tuple[str, int, int]] = set()
+    out: list[Sentence] = []
+    for hit in hits:
+        c = hit.chunk
+        for a, b in split_sentences(c.text, c.char_start):
+            key = (c.doc_id, a, b)
+            text = c.text[a - c.char_start:b - c.char_start]
+            if key in seen or not _wordy(text):
+                continue
+            seen.add(key)
+            out.append(Sentence(text=text, display_text=display(text), doc_id=c.doc_id,
+                                paragraph=c.paragraph, passage=hit.rank, char_start=a,
+                                char_end=b, score=0.0))
+    return out
+
+
+def score_sentences(searcher: Searcher, question: str, sentences: list[Sentence]) -> list[Sentence]:
+    """Cosine of the query embedding with each sentence's passage embedding."""
+    if not sentences:
+        return []
+    qvec = searcher.embed_query(question)
+    mat = searcher.embedder.embed_batch([s.display_text for s in sentences], "passage")
+    scores = np.asarray(mat, dtype=np.float32) @ np.asarray(qvec, dtype=np.float32)
+    return [replace(s, score=float(v)) for s, v in zip(sentences, scores, strict=True)]
+
+
+def select(scored: list[Sentence], k: int) -> list[Sentence]:
+    """The ``k`` best sentences, grouped by passage (best group first) and in document
+    order within a passage, so a quote reads the way its source does."""
+    best = sorted(scored, key=lambda s: (-s.score, s.passage, s.char_start))[:k]
+    top_of: dict[int, float] = {}
+    for s in best:
+        top_of[s.passage] = max(top_of.get(s.passage, -np.inf), s.score)
+    return sorted(best, key=lambda s: (-top_of[s.passage], s.passage, s.char_start))
+
+
+def format_answer(sentences: list[Sentence]) -> str:
+    """The quotes joined, each followed by its citation marker: ``…。[1] …。[3]``."""
+    return " ".join(f"{s.display_text}[{s.passage}]" for s in sentences)
+
+
+def answer(searcher: Searcher, question: str, top_k: int = 5,
+           max_sentences: int = 3) -> Answer:
+    """Search, then quote the best ``max_sentences`` sentences of the top passages; when
+    the search says the corpus does not cover the question, say so and quote nothing."""
+    started = time.perf_counter()
+    if not isinstance(max_sentences, int) or isinstance(max_sentences, bool) \
+            or not 1 <= max_sentences <= MAX_SENTENCES:
+        raise InvalidRequest(f"max_sentences must be an integer from 1 to {MAX_SENTENCES}, "
+                             f"got {max_sentences!r}")
+    result = searcher.search(question, top_k)
+    lang = language_of(result.query)
+    if result.answerable:
+        chosen = select(score_sentences(searcher, result.query, candidates(result.hits)),
+                        max_sentences)
+        text = format_answer(chosen) if chosen else NOT_COVERED[lang]
+    else:
+        chosen, text = [], NOT_COVERED[lang]
+    return Answer(question=result.query, language=lang, text=text, sentences=chosen,
+                  result=result, took_ms=(time.perf_counter() - started) * 1000.0)
