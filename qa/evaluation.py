@@ -20,7 +20,7 @@ from typing import Any
 
 from qa.embedding import Embedder
 from qa.indexing import build_index, open_index
-from qa.search import MODES, Searcher
+from qa.search import MODES, FusionParams, Searcher
 
 KS = (1, 5, 10)
 
@@ -162,8 +162,11 @@ def no_answer_metrics(answerable_flags: Sequence[bool], unanswerable_flags: Sequ
 
 
 def evaluate(bench: Benchmark, embedder: Embedder, modes: Sequence[str] = MODES,
-             top_k: int = 10, **build_options: Any) -> dict[str, Any]:
-    """Index the benchmark corpus, ask every question in every mode, return the figures."""
+             top_k: int = 10, variants: dict[str, FusionParams] | None = None,
+             **build_options: Any) -> dict[str, Any]:
+    """Index the benchmark corpus, ask every question in every mode, return the figures.
+    ``variants`` re-scores the same index under other fusion parameters (ablations); their
+    figures go under ``result["variants"][name]``."""
     with tempfile.TemporaryDirectory(prefix="qa-eval-index-") as tmp:
         t0 = time.perf_counter()
         report = build_index(bench.corpus_dir, Path(tmp) / "index", embedder, **build_options)
@@ -174,36 +177,50 @@ def evaluate(bench: Benchmark, embedder: Embedder, modes: Sequence[str] = MODES,
             "fingerprint": embedder.fingerprint, "passages": report.chunks,
             "index_seconds": round(index_s, 2),
             "passages_per_second": round(report.chunks / index_s, 2) if index_s else None,
-            "slices": {},
+            "slices": _score(searcher, bench, modes, top_k),
         }
-        for sl in bench.slices:
-            t0 = time.perf_counter()
-            searcher.prime_queries([q.text for q in sl.questions])
-            embed_s = time.perf_counter() - t0
-            entry: dict[str, Any] = {"questions": len(sl.questions),
-                                     "query_embed_ms": round(1000 * embed_s / max(1, len(sl.questions)), 2),
-                                     "modes": {}}
-            for mode in modes:
-                ranks: list[int | None] = []
-                flags: list[bool] = []
-                confs: list[float] = []
-                t0 = time.perf_counter()
-                for q in sl.questions:
-                    res = searcher.search(q.text, top_k=top_k, mode=mode)
-                    flags.append(res.answerable)
-                    confs.append(res.confidence)
-                    if q.gold is not None:
-                        ranks.append(_rank_of_gold(res.hits, q.gold))
-                search_ms = 1000 * (time.perf_counter() - t0) / max(1, len(sl.questions))
-                m = metrics(ranks) if ranks else {}
-                m["search_ms"] = round(search_ms, 2)
-                m["flagged_unanswerable"] = sum(1 for f in flags if not f) / max(1, len(flags))
-                entry["modes"][mode] = {k: round(v, 4) for k, v in m.items()}
-                entry["modes"][mode]["confidences"] = confs if mode == "auto" else None
-                entry["modes"][mode]["ranks"] = ranks if mode == "auto" else None
-            result["slices"][sl.name] = entry
+        if variants:
+            default = searcher.params
+            result["variants"] = {}
+            for name, params in variants.items():
+                searcher.params = params
+                result["variants"][name] = _score(searcher, bench, modes, top_k)
+            searcher.params = default
         searcher.index.store.close()
     return result
+
+
+def _score(searcher: Searcher, bench: Benchmark, modes: Sequence[str],
+           top_k: int) -> dict[str, Any]:
+    slices: dict[str, Any] = {}
+    for sl in bench.slices:
+        t0 = time.perf_counter()
+        searcher.prime_queries([q.text for q in sl.questions])
+        embed_s = time.perf_counter() - t0
+        entry: dict[str, Any] = {
+            "questions": len(sl.questions),
+            "query_embed_ms": round(1000 * embed_s / max(1, len(sl.questions)), 2),
+            "modes": {}}
+        for mode in modes:
+            ranks: list[int | None] = []
+            flags: list[bool] = []
+            confs: list[float] = []
+            t0 = time.perf_counter()
+            for q in sl.questions:
+                res = searcher.search(q.text, top_k=top_k, mode=mode)
+                flags.append(res.answerable)
+                confs.append(res.confidence)
+                if q.gold is not None:
+                    ranks.append(_rank_of_gold(res.hits, q.gold))
+            search_ms = 1000 * (time.perf_counter() - t0) / max(1, len(sl.questions))
+            m = metrics(ranks) if ranks else {}
+            m["search_ms"] = round(search_ms, 2)
+            m["flagged_unanswerable"] = sum(1 for f in flags if not f) / max(1, len(flags))
+            entry["modes"][mode] = {k: round(v, 4) for k, v in m.items()}
+            entry["modes"][mode]["confidences"] = confs if mode == "auto" else None
+            entry["modes"][mode]["ranks"] = ranks if mode == "auto" else None
+        slices[sl.name] = entry
+    return slices
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
@@ -251,8 +268,9 @@ def named_benchmark(name: str, data_dir: Path, corpus_dir: Path, questions_dir: 
 def strip_details(result: dict[str, Any]) -> dict[str, Any]:
     """The result without per-question lists, for tables and JSON summaries."""
     out = json.loads(json.dumps(result))
-    for sl in out["slices"].values():
-        for m in sl["modes"].values():
-            m.pop("confidences", None)
-            m.pop("ranks", None)
+    for slices in [out["slices"], *out.get("variants", {}).values()]:
+        for sl in slices.values():
+            for m in sl["modes"].values():
+                m.pop("confidences", None)
+                m.pop("ranks", None)
     return out
