@@ -20,8 +20,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from qa.errors import InvalidRequest
+from qa.indexing import reference_queries
 from qa.search import Searcher, SearchResult
-from qa.tokenize import script_of
+from qa.tokenize import script_of, to_simplified
 from qa.types import Hit
 
 MAX_SENTENCES = 10
@@ -131,13 +132,42 @@ def candidates(hits: list[Hit]) -> list[Sentence]:
     return out
 
 
-def score_sentences(searcher: Searcher, question: str, sentences: list[Sentence]) -> list[Sentence]:
-    """Cosine of the query embedding with each sentence's passage embedding."""
+# English questions over Chinese sentences: short generic sentences ("二是推进产业基础再造
+#和产业链提升。") sit close to every English question. Subtracting their closeness to generic
+# English questions, and favouring sentences of the passages the search ranked best, put the
+# evidence sentence first for 0.66 of the own English questions instead of 0.46 (top 3: 0.91
+# instead of 0.80); for Chinese questions neither helps, so they keep the plain cosine.
+EN_HUB_PENALTY = 0.5
+EN_PASSAGE_PRIOR = 0.5
+_BANKS: dict[str, np.ndarray] = {}
+
+
+def _reference_bank(searcher: Searcher) -> np.ndarray:
+    key = searcher.embedder.fingerprint
+    if key not in _BANKS:
+        bank = reference_queries()
+        _BANKS[key] = (searcher.embedder.embed_batch(bank, "query") if bank
+                       else np.zeros((0, searcher.embedder.dim), np.float32))
+    return _BANKS[key]
+
+
+def score_sentences(searcher: Searcher, question: str, sentences: list[Sentence],
+                    hits: list[Hit] | None = None) -> list[Sentence]:
+    """Cosine of the query embedding with each sentence's passage embedding; for English
+    questions, corrected for hubness and nudged towards the best-ranked passages."""
     if not sentences:
         return []
-    qvec = searcher.embed_query(question)
-    mat = searcher.embedder.embed_batch([s.display_text for s in sentences], "passage")
-    scores = np.asarray(mat, dtype=np.float32) @ np.asarray(qvec, dtype=np.float32)
+    qvec = searcher.embed_query(to_simplified(question))
+    mat = np.asarray(searcher.embedder.embed_batch([s.display_text for s in sentences],
+                                                   "passage"), dtype=np.float32)
+    scores = mat @ np.asarray(qvec, dtype=np.float32)
+    bank = _reference_bank(searcher)
+    if script_of(question) == "en" and len(bank):
+        k = min(10, len(bank))
+        hub = np.sort(mat @ bank.T, axis=1)[:, -k:].mean(axis=1)
+        dense = {h.rank: h.scores.get("dense", 0.0) for h in hits or []}
+        prior = np.array([dense.get(s.passage, 0.0) for s in sentences], dtype=np.float32)
+        scores = scores - EN_HUB_PENALTY * hub + EN_PASSAGE_PRIOR * prior
     return [replace(s, score=float(v)) for s, v in zip(sentences, scores, strict=True)]
 
 
@@ -168,8 +198,8 @@ def answer(searcher: Searcher, question: str, top_k: int = 5,
     result = searcher.search(question, top_k)
     lang = language_of(result.query)
     if result.answerable:
-        chosen = select(score_sentences(searcher, result.query, candidates(result.hits)),
-                        max_sentences)
+        chosen = select(score_sentences(searcher, result.query, candidates(result.hits),
+                                        result.hits), max_sentences)
         text = format_answer(chosen) if chosen else NOT_COVERED[lang]
     else:
         chosen, text = [], NOT_COVERED[lang]
