@@ -23,6 +23,8 @@ _WS = " \t\r\n\u3000\ufeff\xa0"
 _TERMINAL = "。！？!?；;…"
 _CLOSERS = "”’」』）)》】\"'"
 
+REPORTER = "记者"
+
 _HEADING = re.compile(r"^(#{1,6})\s*(.*?)\s*#*$")
 _LABEL = re.compile(rf"^[{_CJK}]{{1,6}}\s*[:：]$")
 _REPORTER = re.compile(r"^记者\s*[:：]?$")
@@ -134,7 +136,7 @@ def _classify(line: _Line, markdown: bool) -> None:
     elif _TRANSITION.match(t):
         line.kind = "transition"
     elif _REPORTER.match(t):
-        line.kind, line.name = "reporter", "记者"
+        line.kind, line.name = "reporter", REPORTER
     elif _LABEL.match(t):
         line.kind = "label"
     else:
@@ -177,12 +179,12 @@ def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
             i += 1
             continue
         if ln.kind == "reporter":
-            speaker, role, question, context = "记者", None, [], None
+            speaker, role, question, context = REPORTER, None, [], None
             headings = [h for h in headings if h[0] == 0 and markdown]
             i += 1
             continue
         if ln.kind == "speaker":
-            if speaker == "记者" and question:
+            if speaker == REPORTER and question:
                 context = "".join(question)
             else:
                 context = None
@@ -234,7 +236,7 @@ def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
             speaker=speaker,
             role=role,
             context=context,
-            is_question=speaker == "记者",
+            is_question=speaker == REPORTER,
         )
         if para.is_question:
             question.append(_join_clean(group, ""))

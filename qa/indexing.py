@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from qa.chunking import CHUNKER_VERSION, chunk_document, split_sentences
+from qa.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
 from qa.corpus import load_corpus
 from qa.embedding import Embedder, embed
 from qa.errors import IndexMismatch, IndexNotReady
@@ -356,6 +356,10 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                       sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
                       gen_name: str) -> None:
     np.save(tmp / "vectors.npy", vectors)
+    # Reporter questions in a transcript are context for the answer that follows, not
+    # answers: search ranks them below answers (qa.search.FusionParams.question_penalty).
+    np.save(tmp / "question_rows.npy",
+            np.array([c.speaker == REPORTER for _, c, _ in rows], dtype=bool))
     index = store.create(embedder.dim, vectors, tmp, "vectors", gen_name, hnsw_threshold)
     sentence_meta = None
     if sentences is not None:
@@ -413,6 +417,7 @@ class LoadedIndex:
     sentence_offsets: np.ndarray | None = None
     sentence_owner: np.ndarray | None = None
     hub_en: np.ndarray | None = None
+    question_rows: np.ndarray | None = None
 
 
 def open_index(index_dir: Path, embedder: Embedder | None = None,
@@ -445,6 +450,8 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
         loaded.sentence_offsets = offsets
         loaded.sentence_owner = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
                                           np.diff(offsets))
+    if (gen / "question_rows.npy").exists():
+        loaded.question_rows = np.load(gen / "question_rows.npy")
     if manifest.get("hubness"):
         loaded.hub_en = np.load(gen / "hub_en.npy")
     return loaded

@@ -55,6 +55,9 @@ class FusionParams:
     conf_zh: tuple[float, float, float, float] = (-6.185, 1.538, 8.446, 1.146)
     conf_en: tuple[float, float, float, float] = (-75.929, 100.0, 0.0, 0.0)
     answerable_threshold: float = 0.5
+    # A reporter's question restates what the user asks, so it outscores the answer that
+    # follows it; in auto mode it is ranked below answers by this much.
+    question_penalty: float = 0.1
 
 
 @dataclass
@@ -240,6 +243,10 @@ class Searcher:
             fused = self._fuse_rrf(dense, lexical)
         else:
             fused = self._fuse_auto(query, qvec, tokens, dense, lexical)
+            questions = self.index.question_rows
+            if questions is not None and self.params.question_penalty:
+                fused = {r: v - self.params.question_penalty * bool(questions[r])
+                         for r, v in fused.items()}
         ranked = sorted(fused, key=lambda r: (-fused[r], r))[:top_k]
         hits = self._hits(ranked, fused, dense, lexical)
         top_dense = sorted(raw_dense.values(), reverse=True)
