@@ -227,6 +227,56 @@ def eval_(
             Path(json_out).write_text(payload, encoding="utf-8")
 
 
+@app.command()
+def bench(
+    quick: Annotated[bool, typer.Option(help="A reduced run of a few minutes.")] = False,
+    data_dir: Annotated[Path, typer.Option(envvar="QA_EVAL_DATA",
+                                           help="Folder with xquad/ and cmrc2018/.")]
+    = Path("../shared/data"),
+    doc: Annotated[Path | None, typer.Option(
+        help="Markdown to write the tables into (default: docs/PERFORMANCE.md, not with "
+             "--quick).")] = None,
+    backend: Annotated[list[str] | None, typer.Option(
+        "--backend", help="Encoder backends to compare (repeatable).")] = None,
+    model: ModelOpt = None,
+) -> None:
+    """Measure encoder backends, indexing, HTTP latency, memory and retrieval quality side by
+    side in one run; the last stdout line is one JSON object (docs/PERFORMANCE.md).
+
+    Example: qa bench --quick
+    """
+    import shlex
+
+    from qa import bench_report
+    from qa.bench import BenchConfig, run_bench
+
+    settings = _settings(model=model)
+    if not (data_dir / "cmrc2018").is_dir() or not (data_dir / "xquad").is_dir():
+        _fail(QAError(f"benchmark data not found in {data_dir} (set --data-dir)"))
+    cfg = BenchConfig(data_dir=data_dir)
+    if quick:
+        cfg = BenchConfig(data_dir=data_dir, backends=["onnx-int8"],
+                          pipeline_backends=["torch", "onnx-int8"],
+                          quality_backends=["torch", "onnx-int8"],
+                          http_backends=[settings.encoder_backend], passages=48, blocks=2,
+                          xquad_articles=4, requests={1: 30, 8: 60, 32: 120},
+                          level_seconds=20.0, in_process_queries=30, scale_n=None)
+    if backend:
+        cfg.backends = [b for b in backend if b != "torch"]
+        cfg.quality_backends = list(dict.fromkeys(["torch", *backend]))
+    try:
+        results = run_bench(cfg, settings, lambda msg: typer.echo(msg, err=True))
+    except QAError as exc:
+        _fail(exc)
+        return
+    target = doc or (None if quick else Path("docs/PERFORMANCE.md"))
+    if target is not None:
+        command = "qa " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        bench_report.write(target, results, command)
+        typer.echo(f"wrote {target}", err=True)
+    typer.echo(json.dumps(results, ensure_ascii=False))
+
+
 def main() -> None:
     app()
 

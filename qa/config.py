@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     embed_context: str = "none"
     batch_size: int = 32
     threads: int | None = None
+    # How the sentence-transformers model runs: torch (float32), onnx, onnx-int8 or torch-int8
+    # (qa.embedding_onnx; figures in docs/PERFORMANCE.md). Each gives its own fingerprint.
+    encoder_backend: str = "torch"
     hnsw_threshold: int = 200_000
     # "faiss" (files in the index generation) or "milvus" (a collection per generation);
     # see docs/SCALING.md. milvus_uri is a file path for embedded milvus-lite, or

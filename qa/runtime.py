@@ -20,6 +20,14 @@ def make_embedder(settings: Settings) -> Embedder:
 
     resolved = resolve_model(settings.model, settings.model_cache_dir,
                              allow_download=settings.allow_download)
+    if settings.encoder_backend != "torch":
+        from qa.embedding_onnx import make_backend_embedder
+
+        return make_backend_embedder(
+            settings.encoder_backend, resolved.path, resolved.model_id, resolved.weights_sha256,
+            settings.model_cache_dir, query_prompt=settings.query_prompt,
+            passage_prompt=settings.passage_prompt, batch_size=settings.batch_size,
+            threads=settings.threads)
     return SentenceTransformerEmbedder(
         str(resolved.path), resolved.model_id, resolved.weights_sha256,
         query_prompt=settings.query_prompt, passage_prompt=settings.passage_prompt,

@@ -46,9 +46,12 @@ class ServiceState:
             self.loading = True
             try:
                 if self.embedder is None:
+                    from qa.batching import MicroBatchingEmbedder
                     from qa.runtime import make_embedder
 
-                    self.embedder = make_embedder(self.settings)
+                    # Concurrent searches share encoder calls (qa.batching); the
+                    # searcher's query cache sits above this.
+                    self.embedder = MicroBatchingEmbedder(make_embedder(self.settings))
                 from qa.runtime import make_vector_store
 
                 index = open_index(self.settings.index_dir, self.embedder,

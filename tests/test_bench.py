@@ -1,0 +1,75 @@
+"""`qa bench` machinery end to end on a tiny configuration: the hashing fake as encoder and
+baseline, a few SQuAD-format paragraphs, a real `qa serve` child process, a few requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from qa import bench_report
+from qa.bench import BenchConfig, run_bench
+from qa.config import Settings
+
+TOPICS = ["武汉的科技创新", "长江经济带的生态保护", "光谷的产业发展", "城市圈同城化",
+          "教育和医疗投入", "营商环境改革"]
+
+
+def _squad(path: Path, lang: str) -> None:
+    data = []
+    for a in range(3):
+        paragraphs = []
+        for p in range(2):
+            topic = TOPICS[(2 * a + p) % len(TOPICS)]
+            context = (f"{topic}是第{a}部分第{p}段的主题。会议强调要持续推进{topic}。"
+                       f"到2025年，{topic}的投入将增加百分之{10 + a + p}。")
+            qs = [{"id": f"q{a}-{p}-{i}", "answers": [],
+                   "question": (f"What about {topic} number {i}?" if lang == "en"
+                                else f"{topic}的第{i}个问题是什么？")} for i in range(12)]
+            paragraphs.append({"context": context, "qas": qs})
+        data.append({"title": f"article {a}", "paragraphs": paragraphs})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"data": data}, ensure_ascii=False), encoding="utf-8")
+
+
+def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _squad(data / "cmrc2018" / "cmrc2018_dev.json", "zh")
+    _squad(data / "xquad" / "xquad.zh.json", "zh")
+    _squad(data / "xquad" / "xquad.en.json", "en")
+    cfg = BenchConfig(data_dir=data, backends=["hashing"], pipeline_backends=["hashing"],
+                      quality_backends=["hashing"], http_backends=["hashing"], blocks=2,
+                      requests={1: 5, 8: 8, 32: 16}, level_seconds=20.0,
+                      in_process_queries=5, scale_n=None, baseline="hashing")
+    settings = Settings(embedder="hashing", allow_download=False)
+    results = run_bench(cfg, settings, lambda msg: None)
+    json.loads(json.dumps(results))  # one JSON object, as `qa bench` prints it
+
+    assert {"config", "machine", "load_s", "fingerprints", "encoder", "pipeline", "quality",
+            "http"} <= set(results)
+    enc = results["encoder"]
+    assert enc["passages"] == 6
+    assert {"seconds", "passages_per_s", "speedup_vs_bare", "speedup_median_block"} \
+        <= set(enc["hashing"])
+    pipe = results["pipeline"]["hashing"]
+    assert pipe["chunks"] >= 6 and pipe["sentence_texts"] > 0
+    assert {"passages_per_s", "texts_per_s", "passages_per_s_vs_bare_encoder"} <= set(pipe)
+    quality = results["quality"]["hashing"]
+    assert set(quality) == {"xquad-zh->zh", "xquad-en->zh"}
+    assert 0.0 <= quality["xquad-en->zh"]["auto_R@5"] <= 1.0
+    http = results["http"]["hashing"]
+    assert set(http["levels"]) == {"1", "8", "32"}
+    for level in http["levels"].values():
+        assert level["errors"] == 0 and level["requests"] > 0
+        assert {"p50_ms", "p95_ms", "p99_ms", "throughput_qps"} <= set(level)
+    assert http["startup_to_ready_s"] > 0 and http["peak_rss_mb"] > 0
+    assert {"bare_encode+faiss", "hashing_encode+faiss", "searcher.search"} \
+        <= set(http["in_process"])
+    assert http["c1_p50_vs_bare_in_process"] > 0 and http["c32_vs_c1_throughput"] > 0
+
+    doc = tmp_path / "PERFORMANCE.md"
+    doc.write_text("# Performance\n\nHand-written notes.\n", encoding="utf-8")
+    bench_report.write(doc, results, "qa bench --quick")
+    bench_report.write(doc, results, "qa bench --quick")  # replaces its block, keeps the notes
+    text = doc.read_text(encoding="utf-8")
+    assert text.count(bench_report.BEGIN) == 1 and "Hand-written notes." in text
+    assert "| hashing | HTTP POST /search | 32 |" in text
