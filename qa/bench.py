@@ -256,9 +256,8 @@ def run_scale(n: int, log: Log) -> dict[str, Any] | None:
     log(f"scale_bench --n {n} ...")
     done = subprocess.run([sys.executable, str(script), "--n", str(n)], capture_output=True,
                           text=True, timeout=900, check=False)
-    lines = done.stdout.strip().splitlines()
-    try:
-        return json.loads(lines[-1]) if lines else None
+    try:  # the script prints one indented JSON object
+        return json.loads(done.stdout)
     except ValueError:
         return {"error": done.stderr[-500:]}
 

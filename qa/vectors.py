@@ -41,6 +41,13 @@ def _faiss():
     return faiss
 
 
+def serve_single_threaded() -> None:
+    """One OpenMP thread per FAISS search. A server runs many searches at once from its
+    thread pool; letting each ask FAISS for every core made them spin against each other
+    (c=32: 9 against 85 queries/s with one thread, docs/PERFORMANCE.md)."""
+    _faiss().omp_set_num_threads(1)
+
+
 class FaissIndex:
     """Flat (exact) or HNSW inner-product index over unit vectors."""
 

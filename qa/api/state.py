@@ -53,6 +53,9 @@ class ServiceState:
                     # searcher's query cache sits above this.
                     self.embedder = MicroBatchingEmbedder(make_embedder(self.settings))
                 from qa.runtime import make_vector_store
+                from qa.vectors import serve_single_threaded
+
+                serve_single_threaded()
 
                 index = open_index(self.settings.index_dir, self.embedder,
                                    make_vector_store(self.settings))
