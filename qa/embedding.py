@@ -34,10 +34,16 @@ class Embedder(Protocol):
 
 def embed(embedder: Embedder, texts: Sequence[str], kind: Kind, batch_size: int = 64,
           progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Embed any number of texts in batches, reporting how many are done after each."""
+    """Embed any number of texts in batches, reporting how many are done after each.
+
+    Texts are batched in order of length (and put back in their order after): an index mixes
+    512-token paragraphs with 20-token sentences, and a batch pads every text to its longest.
+    """
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    for i in range(0, len(texts), batch_size):
-        out[i:i + batch_size] = embedder.embed_batch(texts[i:i + batch_size], kind)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        out[rows] = embedder.embed_batch([texts[r] for r in rows], kind)
         if progress:
             progress(min(len(texts), i + batch_size))
     return out
