@@ -167,9 +167,10 @@ class Searcher:
         off = idx.sentence_offsets
         starts = off[rows]
         counts = off[np.asarray(rows) + 1] - starts
-        take = np.concatenate([np.arange(a, a + n) for a, n in zip(starts, counts, strict=True)])
-        sims = np.asarray(idx.sentence_matrix[take], dtype=np.float32) @ qvec
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        # Every chunk's sentence rows, concatenated, without a Python loop.
+        take = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
+        sims = np.asarray(idx.sentence_matrix[take], dtype=np.float32) @ qvec
         best = np.maximum.reduceat(sims, firsts)
         blended = (1 - w) * para + w * best
         return {r: float(s) for r, s in zip(rows, blended, strict=True)}
