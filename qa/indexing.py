@@ -18,14 +18,12 @@ are embedded again, and removed ones are gone from the new generation.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +35,7 @@ from qa.corpus import load_corpus
 from qa.embedding import Embedder, embed
 from qa.errors import IndexMismatch, IndexNotReady
 from qa.lexical import BM25Index
+from qa.locking import file_lock
 from qa.store import ChunkStore, write_store
 from qa.tokenize import Tokenizer, mine_terms
 from qa.types import Chunk, Document
@@ -88,17 +87,6 @@ def current_generation(index_dir: Path) -> Path | None:
 
 def read_manifest(gen: Path) -> dict[str, Any]:
     return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-
-
-@contextmanager
-def _build_lock(index_dir: Path) -> Iterator[None]:
-    index_dir.mkdir(parents=True, exist_ok=True)
-    with open(index_dir / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -225,7 +213,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     window = max_tokens or max(64, embedder.max_tokens - 8)
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
                "sentence_vectors": sentence_vectors}
-    with _build_lock(index_dir):
+    with file_lock(index_dir / ".lock"):
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)

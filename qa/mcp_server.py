@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.types import Receive, Scope, Send
 
 from qa import __version__
-from qa.api.routes import _paragraphs, _summary
+from qa.api.routes import document_summary, paragraphs_of
 from qa.api.schemas import DocumentList, Paragraph, SearchResponse
 from qa.errors import NotFound, QAError, UnknownDocument
 from qa.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
@@ -110,7 +110,7 @@ def passage_in_context(searcher: Searcher, doc_id: str, paragraph: int) -> Passa
     doc = store.documents.get(doc_id)
     if doc is None:
         raise UnknownDocument(f"unknown doc_id {doc_id!r}; list_documents names them")
-    paras = _paragraphs(store.chunks_of(doc_id))
+    paras = paragraphs_of(store.chunks_of(doc_id))
     at = next((i for i, p in enumerate(paras) if p.paragraph == paragraph), None)
     if at is None:
         last = paras[-1].paragraph if paras else 0
@@ -184,7 +184,7 @@ def build_mcp_server(get_searcher: SearcherSource, *,
         with _as_tool_errors():
             searcher = get_searcher()
             store = searcher.index.store
-            return DocumentList(documents=[_summary(searcher, d, store.chunks_of(d))
+            return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
                                            for d in sorted(store.documents)])
 
     for fn, description, title in (

@@ -23,11 +23,11 @@ import importlib.util
 import json
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 from qa.errors import ModelUnavailable
+from qa.locking import file_lock
 
 DEFAULT_MODEL = "intfloat/multilingual-e5-small"
 _SHORT_NAMES = {"multilingual-e5-small": DEFAULT_MODEL}
@@ -127,7 +127,7 @@ def convert_default(bin_path: Path, cache_dir: Path) -> Path:
     if _is_current(out):
         return out
     cache_dir.mkdir(parents=True, exist_ok=True)
-    with _file_lock(cache_dir / f"{out.name}.lock"):
+    with file_lock(cache_dir / f"{out.name}.lock"):
         if not _is_current(out):
             if out.exists():  # written by an older converter: set aside, then replace
                 stale = out.with_name(f".{out.name}.stale-{os.getpid()}")
@@ -226,22 +226,6 @@ def _is_current(folder: Path) -> bool:
     except (OSError, ValueError):
         return False
     return provenance.get("converter_version") == CONVERTER_VERSION
-
-
-@contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (no-op where fcntl is missing)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: rely on the atomic rename alone
-        yield
-        return
-    with open(path, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _rmtree(path: Path) -> None:

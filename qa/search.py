@@ -176,33 +176,31 @@ class Searcher:
         return {r: float(s) for r, s in zip(rows, blended, strict=True)}
 
     # -- fusion -------------------------------------------------------------------------
-    def lexical_weight(self, query: str, tokens: list[str]) -> float:
+    def lexical_weight(self, english: bool, coverage: float) -> float:
         """How much to trust BM25 for this query: a token nudge for English, and for
         Chinese a weight that grows with the share of the query the corpus vocabulary covers
         (a query of words the corpus never uses gets dense ranking alone)."""
         p = self.params
-        if script_of(query) == "en":
+        if english:
             return p.lexical_weight_en
-        coverage = self.index.lexical.coverage(tokens)
         if coverage < p.min_coverage:
             return 0.0
         return p.lexical_weight * (coverage - p.min_coverage) / (1 - p.min_coverage + 1e-9)
 
-    def _dehub(self, query: str, dense: dict[int, float]) -> dict[int, float]:
+    def _dehub(self, english: bool, dense: dict[int, float]) -> dict[int, float]:
         hub = self.index.hub_en
         if hub is None or not dense or self.params.hub_penalty_en == 0 \
-                or script_of(query) != "en":
+                or not english:
             return dense
         beta = self.params.hub_penalty_en
         return {r: s - beta * float(hub[r]) for r, s in dense.items()}
 
-    def _fuse_auto(self, query: str, qvec: np.ndarray, tokens: list[str],
+    def _fuse_auto(self, english: bool, w: float, qvec: np.ndarray, tokens: list[str],
                    dense: dict[int, float], lexical: dict[int, float]) -> dict[int, float]:
-        w = self.lexical_weight(query, tokens)
         if w == 0.0 or not lexical:
             return dict(dense)
         missing = [r for r in lexical if r not in dense]
-        dense_all = {**dense, **self._dehub(query, self._dense_exact(qvec, missing))}
+        dense_all = {**dense, **self._dehub(english, self._dense_exact(qvec, missing))}
         # BM25 scaled between "every query term saturated" and this query's best hit, so
         # that neither a long query nor a weak best match distorts the blend.
         scale = 0.5 * (self.index.lexical.max_score(tokens) or 1.0) + 0.5 * max(lexical.values())
@@ -231,10 +229,13 @@ class Searcher:
         allowed = self._allowed_rows(doc_ids)
         n = self.params.candidates
         tokens = self.index.tokenizer(query)
+        english = script_of(query) == "en"
+        coverage = self.index.lexical.coverage(tokens)
+        weight = self.lexical_weight(english, coverage)
         # Every mode embeds the query: the confidence is read off the dense leg.
         qvec = self.embed_query(to_simplified(query))
         raw_dense = self._dense(qvec, n, allowed)
-        dense = self._dehub(query, raw_dense) if mode != "lexical" else {}
+        dense = self._dehub(english, raw_dense) if mode != "lexical" else {}
         lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
         if mode == "dense":
             fused = dense
@@ -243,7 +244,7 @@ class Searcher:
         elif mode == "hybrid":
             fused = self._fuse_rrf(dense, lexical)
         else:
-            fused = self._fuse_auto(query, qvec, tokens, dense, lexical)
+            fused = self._fuse_auto(english, weight, qvec, tokens, dense, lexical)
             questions = self.index.question_rows
             if questions is not None and self.params.question_penalty:
                 fused = {r: v - self.params.question_penalty * bool(questions[r])
@@ -253,15 +254,15 @@ class Searcher:
         top_dense = sorted(raw_dense.values(), reverse=True)
         features = {
             "best_dense": top_dense[0] if top_dense else 0.0,
-            "coverage": self.index.lexical.coverage(tokens),
+            "coverage": coverage,
             "gap": (top_dense[0] - top_dense[min(9, len(top_dense) - 1)]) if top_dense else 0.0,
         }
-        conf = self.confidence(features, script_of(query) == "en")
+        conf = self.confidence(features, english)
         return SearchResult(
             query=query, mode=mode, hits=hits,
             took_ms=(time.perf_counter() - started) * 1000.0,
             confidence=conf, answerable=conf >= self.params.answerable_threshold and bool(hits),
-            diagnostics={**features, "lexical_weight": self.lexical_weight(query, tokens)},
+            diagnostics={**features, "lexical_weight": weight},
         )
 
     def _hits(self, ranked: list[int], fused: dict[int, float], dense: dict[int, float],

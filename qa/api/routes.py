@@ -69,7 +69,7 @@ def get_search(
     return SearchResponse.of(searcher.search(q, top_k, mode, doc_id))
 
 
-def _paragraphs(chunks: list[Chunk]) -> list[Paragraph]:
+def paragraphs_of(chunks: list[Chunk]) -> list[Paragraph]:
     out: dict[int, Paragraph] = {}
     for c in chunks:
         p = out.get(c.paragraph)
@@ -86,7 +86,7 @@ def _paragraphs(chunks: list[Chunk]) -> list[Paragraph]:
     return [out[k] for k in sorted(out)]
 
 
-def _summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSummary:
+def document_summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSummary:
     d = searcher.index.store.documents[doc_id]
     return DocumentSummary(doc_id=d.doc_id, title=d.title, date=d.date, source=d.source,
                            type=d.doc_type, language=d.language, path=d.path, sha256=d.sha256,
@@ -99,7 +99,7 @@ def _summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSu
 def list_documents(searcher: SearcherDep) -> DocumentList:
     """Every indexed document with its metadata (title, date, source, type) and counts."""
     store = searcher.index.store
-    return DocumentList(documents=[_summary(searcher, d, store.chunks_of(d))
+    return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
                                    for d in sorted(store.documents)])
 
 
@@ -112,8 +112,8 @@ def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
     if doc_id not in store.documents:
         raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
     chunks = store.chunks_of(doc_id)
-    summary = _summary(searcher, doc_id, chunks)
-    return DocumentDetail(**summary.model_dump(), paragraphs=_paragraphs(chunks))
+    summary = document_summary(searcher, doc_id, chunks)
+    return DocumentDetail(**summary.model_dump(), paragraphs=paragraphs_of(chunks))
 
 
 @router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])
