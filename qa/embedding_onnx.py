@@ -45,7 +45,7 @@ def onnx_file(model_dir: Path, weights_sha256: str, cache_dir: Path, *, int8: bo
     """The exported (and, with ``int8``, quantised) graph for ``model_dir``, made if missing.
 
     A lock file keeps two processes from exporting at once; files appear by rename only."""
-    from qa.models import _file_lock
+    from qa.locking import file_lock
 
     folder = Path(cache_dir).expanduser() / "onnx" / (
         f"{Path(model_dir).name}-{weights_sha256[:12]}-e{EXPORT_VERSION}")
@@ -54,7 +54,7 @@ def onnx_file(model_dir: Path, weights_sha256: str, cache_dir: Path, *, int8: bo
     if want.is_file():
         return want
     folder.mkdir(parents=True, exist_ok=True)
-    with _file_lock(folder / ".lock"):
+    with file_lock(folder / ".lock"):
         if not fp32.is_file():
             _export(Path(model_dir), fp32)
         if int8 and not q8.is_file():
