@@ -15,6 +15,8 @@ What each figure includes:
   ten short texts per CMRC paragraph), hubness scores, BM25, the chunk store and the files.
   Its passages/s divides *paragraphs* by that whole time.
 * ``quality``: ``qa.evaluation.evaluate`` on XQuAD (zh->zh, en->zh) with each backend.
+* ``query_batches``: query encoding cost per query at batch sizes 1, 8 and 32 per backend,
+  the ceiling of what micro-batching can gain (see ``bench_query_batches``).
 * ``http``: a real ``qa serve`` (micro-batched queries) per backend, distinct XQuAD questions
   at concurrency 1, 8 and 32, against single queries in this process: the bare encode plus an
   exact FAISS search, the backend's encode plus the same search, and the full
@@ -58,6 +60,7 @@ class BenchConfig:
     requests: dict[int, int] = field(default_factory=lambda: {1: 150, 8: 300, 32: 600})
     level_seconds: float = 60.0
     in_process_queries: int = 100
+    batch_queries: int = 256           # per batch size, for the query-batching figures
     scale_n: int | None = 20_000
     baseline: str = "bare"             # "bare" (SentenceTransformer float32) or "hashing"
 
@@ -137,6 +140,38 @@ def bench_encoders(bare: Embedder, embedders: dict[str, Embedder], passages: lis
         out[name] = {"seconds": round(total, 2), "passages_per_s": round(len(passages) / total, 2),
                      "speedup_vs_bare": round(sum(seconds["bare"]) / total, 2),
                      "speedup_median_block": round(float(np.median(ratios)), 2)}
+    return out
+
+
+def bench_query_batches(bare: Embedder, embedders: dict[str, Embedder], queries: list[str],
+                        sizes: tuple[int, ...] = (1, 8, 32), per_size: int = 256,
+                        log: Log = print) -> dict[str, Any]:
+    """Query encoding cost per query at batch sizes 1, 8 and 32, each backend on the same
+    questions: what micro-batching can gain at most. On a machine whose cores a single query
+    already keeps busy, c=32 throughput can exceed c=1 throughput only by the ratio of the
+    per-query cost at batch 1 to that at batch 32 (``batch_gain``)."""
+    import resource
+
+    def cpu() -> float:
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+
+    out: dict[str, Any] = {"queries": per_size}
+    for name, emb in {"bare": bare, **embedders}.items():
+        emb.embed_batch(queries[:max(sizes)], "query")  # first calls allocate
+        row: dict[str, Any] = {}
+        for size in sizes:
+            texts = queries[:per_size]
+            c0, t0 = cpu(), time.perf_counter()
+            for i in range(0, len(texts), size):
+                emb.embed_batch(texts[i:i + size], "query")
+            wall, used = time.perf_counter() - t0, cpu() - c0
+            row[str(size)] = {"ms_per_query": round(wall * 1000 / len(texts), 2),
+                              "cpu_ms_per_query": round(used * 1000 / len(texts), 2)}
+        row["batch_gain"] = round(row[str(sizes[0])]["ms_per_query"]
+                                  / row[str(sizes[-1])]["ms_per_query"], 2)
+        out[name] = row
+        log(f"query batches {name}: {json.dumps(row)}")
     return out
 
 
@@ -234,7 +269,13 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
             # the c=1 level asks the in-process queries, so the two are comparable
             qs = base_qs if c == 1 else rest[:count]
             rest = rest if c == 1 else rest[count:]
+            cpu0 = h.cpu_seconds(server.pid)
             res["levels"][str(c)] = level = h.load(server.url, qs, c, count, cfg.level_seconds)
+            cpu1 = h.cpu_seconds(server.pid)
+            if cpu0 is not None and cpu1 is not None and level["requests"]:
+                # all the server's threads: HTTP, search, the encoder (and its idle spinning)
+                level["server_cpu_ms_per_request"] = round(
+                    (cpu1 - cpu0) * 1000 / level["requests"], 2)
             log(f"http {backend} c={c}: {json.dumps(level)}")
         res["peak_rss_mb"] = h.peak_rss_mb(server.pid)
     levels, ip = res["levels"], res["in_process"]
@@ -307,6 +348,10 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
                                            settings, log)
 
         queries = _questions(xq / "xquad.en.json", xq / "xquad.zh.json")
+        results["query_batches"] = bench_query_batches(
+            bare, {b: embedders[b] for b in cfg.http_backends + cfg.backends
+                   if b in embedders and embedders[b] is not bare},
+            queries[-cfg.batch_queries:], log=log)
         results["http"] = {}
         for i, b in enumerate(cfg.http_backends):
             index_dir = work / f"index-{b}"

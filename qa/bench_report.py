@@ -58,19 +58,35 @@ def render(results: dict[str, Any], command: str) -> str:
                        f"{_f(v.get('auto_R@5_delta_vs_torch'), 3)} | {_f(v['dense_R@5'], 3)} | "
                        f"{_f(v.get('dense_R@5_delta_vs_torch'), 3)} | {_f(v['auto_R@1'], 3)} | "
                        f"{_f(v['dense_R@1'], 3)} |")
+    qb = results.get("query_batches")
+    if qb:
+        sizes = [k for k in next(v for v in qb.values() if isinstance(v, dict))
+                 if k != "batch_gain"]
+        out += ["", f"### Query encoding by batch size ({qb['queries']} XQuAD questions; wall "
+                "ms per query, and CPU ms per query over all threads)", "",
+                "| encoder | " + " | ".join(f"batch {k}: ms/query (CPU)" for k in sizes)
+                + f" | batch 1 ÷ batch {sizes[-1]} |",
+                "|---|" + "---:|" * (len(sizes) + 1)]
+        for name, row in qb.items():
+            if isinstance(row, dict):
+                label = "bare fp32 (= torch)" if name == "bare" else name
+                out.append(f"| {label} | " + " | ".join(
+                    f"{_f(row[k]['ms_per_query'])} ({_f(row[k]['cpu_ms_per_query'])})"
+                    for k in sizes) + f" | {_f(row['batch_gain'])}× |")
     out += ["", "### Queries over HTTP (`qa serve`, micro-batched) and in process", "",
             "| backend | where | concurrency | requests | p50 ms | p95 ms | p99 ms | "
-            "queries/s |", "|---|---|---:|---:|---:|---:|---:|---:|"]
+            "queries/s | server CPU ms/request |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name, h in results["http"].items():
         for where, r in h["in_process"].items():
             out.append(f"| {name} | in process: {where} | 1 | {r['requests']} | "
                        f"{_f(r['p50_ms'])} | {_f(r['p95_ms'])} | {_f(r['p99_ms'])} | "
-                       f"{_f(r['throughput_qps'])} |")
+                       f"{_f(r['throughput_qps'])} | – |")
         for c, r in h["levels"].items():
             errors = f" ({r['errors']} errors)" if r["errors"] else ""
             out.append(f"| {name} | HTTP POST /search | {c} | {r['requests']}{errors} | "
                        f"{_f(r['p50_ms'])} | {_f(r['p95_ms'])} | {_f(r['p99_ms'])} | "
-                       f"{_f(r['throughput_qps'])} |")
+                       f"{_f(r['throughput_qps'])} | "
+                       f"{_f(r.get('server_cpu_ms_per_request'))} |")
     out += ["", "| backend | start-up to /readyz 200 | server peak RSS | c=1 p50 ÷ bare in-process "
             "| c=1 p50 ÷ same encoder in-process | c=32 ÷ c=1 throughput |",
             "|---|---:|---:|---:|---:|---:|"]

@@ -260,7 +260,8 @@ def bench(
                           quality_backends=["torch", "onnx-int8"],
                           http_backends=[settings.encoder_backend], passages=48, blocks=2,
                           xquad_articles=4, requests={1: 30, 8: 60, 32: 120},
-                          level_seconds=20.0, in_process_queries=30, scale_n=None)
+                          level_seconds=20.0, in_process_queries=30, batch_queries=64,
+                          scale_n=None)
     if backend:
         cfg.backends = [b for b in backend if b != "torch"]
         cfg.quality_backends = list(dict.fromkeys(["torch", *backend]))

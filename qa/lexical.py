@@ -62,10 +62,14 @@ class BM25Index:
 
     def scores(self, tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every passage for the query tokens (each distinct term once)."""
-        terms = self._terms(tokens)
-        if not terms:
-            return np.zeros(self.size, dtype=np.float32)
-        return np.asarray(self.weights[:, terms].sum(axis=1), dtype=np.float32).ravel()
+        out = np.zeros(self.size, dtype=np.float32)
+        w = self.weights
+        # Each term's column straight from the CSC arrays (a row occurs once per column, so
+        # the fancy += is exact): scipy's column slicing and sum cost 0.3 ms a query here.
+        for t in self._terms(tokens):
+            lo, hi = w.indptr[t], w.indptr[t + 1]
+            out[w.indices[lo:hi]] += w.data[lo:hi]
+        return out
 
     def top(self, tokens: Sequence[str], k: int,
             allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:

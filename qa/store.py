@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -50,16 +51,32 @@ class _Documents(Mapping[str, Document]):
     """The documents table as a read-only mapping, read on demand: loading it whole into a
     dict took 9.7 s and 1 GB at start-up for a million documents (docs/SCALING.md)."""
 
+    # Every search hit names its document: the recent ones are kept (a generation's store is
+    # read-only, so they cannot go stale), bounded so a million documents stay on disk.
+    CACHED = 4096
+
     def __init__(self, store: ChunkStore) -> None:
         self._store = store
         self._len: int | None = None
+        self._recent: OrderedDict[str, Document] = OrderedDict()
+        self._lock = threading.Lock()
 
     def __getitem__(self, doc_id: str) -> Document:
+        with self._lock:
+            doc = self._recent.get(doc_id)
+            if doc is not None:
+                self._recent.move_to_end(doc_id)
+                return doc
         row = self._store._conn().execute(
             f"SELECT {_DOC_COLS} FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
         if row is None:
             raise KeyError(doc_id)
-        return _document(row)
+        doc = _document(row)
+        with self._lock:
+            self._recent[doc_id] = doc
+            if len(self._recent) > self.CACHED:
+                self._recent.popitem(last=False)
+        return doc
 
     def __contains__(self, doc_id: object) -> bool:
         return isinstance(doc_id, str) and self._store._conn().execute(

@@ -7,6 +7,7 @@ HNSW above it. The parameters chosen are returned by ``describe()`` for the mani
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -41,11 +42,35 @@ def _faiss():
     return faiss
 
 
+# OpenMP's thread count is a per-thread setting: set in the thread that loads the index, it
+# left every request thread of the pool at the default, and 32 concurrent searches each
+# started an OpenMP team on 2 cores (server CPU 22 ms per request against 4 ms, c=32
+# throughput 26 against 147 q/s; docs/PERFORMANCE.md). So the limit is applied by each
+# searching thread, once, on its first search.
+_search_threads: int | None = None
+_applied = threading.local()
+
+
 def serve_single_threaded() -> None:
-    """One OpenMP thread per FAISS search. A server runs many searches at once from its
-    thread pool; letting each ask FAISS for every core made them spin against each other
-    (c=32: 9 against 85 queries/s with one thread, docs/PERFORMANCE.md)."""
-    _faiss().omp_set_num_threads(1)
+    """One thread per search from now on, in every thread of this process: a server runs
+    many searches at once from its thread pool, and per-search thread teams of every core
+    spin against each other. FAISS's OpenMP (per searching thread, below) and both OpenBLAS
+    copies, numpy's (the exact rescoring's matrix products) and FAISS's: OpenBLAS's idle
+    threads busy-wait, and with numpy's at 2 threads the c=32 level burnt 96 ms of server CPU
+    per request against 9 (hashing embedder, 848 CMRC paragraphs). The encoder's threads
+    (torch's own OpenMP, ONNX Runtime's pool) are not touched: it runs one batch at a time."""
+    global _search_threads
+    _search_threads = 1
+    from threadpoolctl import ThreadpoolController
+
+    ThreadpoolController().select(internal_api="openblas").limit(limits=1)
+
+
+def _limit_search_threads(faiss: Any) -> None:
+    wanted = _search_threads
+    if wanted is not None and getattr(_applied, "threads", None) != wanted:
+        faiss.omp_set_num_threads(wanted)
+        _applied.threads = wanted
 
 
 class FaissIndex:
@@ -90,6 +115,7 @@ class FaissIndex:
                allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
         faiss = _faiss()
+        _limit_search_threads(faiss)
         q = np.ascontiguousarray(queries, dtype=np.float32)
         k = max(1, min(k, self.count())) if self.count() else 1
         if self.count() == 0:

@@ -103,3 +103,41 @@ def test_scale_bench_runs_at_ci_size(tmp_path: Path, capsys) -> None:
     assert all(f["min_returned"] == 10 and f["all_inside"] for f in report["vectors"]["filtered"])
     assert report["store"]["open"]["open_s"] < 5 and report["lexical"]["nnz"] > 0
     assert json.loads(capsys.readouterr().out) == report
+
+
+def test_single_threaded_serving_reaches_every_searching_thread(monkeypatch) -> None:
+    """OpenMP's thread count is per thread: the server's limit must hold in the request
+    threads that search, not only in the thread that loaded the index; and numpy's OpenBLAS
+    (the exact rescoring) must be limited too (docs/PERFORMANCE.md: c=32 collapsed without)."""
+    import threading
+
+    import faiss
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    import qa.vectors as vectors
+
+    before = {i["prefix"]: i["num_threads"] for i in threadpool_info()
+              if i["internal_api"] == "openblas"}
+    monkeypatch.setattr(vectors, "_search_threads", None)
+    index = FaissIndex(8)
+    index.add(np.eye(8, dtype=np.float32))
+    seen: dict[str, int] = {}
+
+    def search_in_a_new_thread(key: str) -> None:
+        def run() -> None:
+            index.search(np.ones((1, 8), np.float32), 3)
+            seen[key] = faiss.omp_get_max_threads()
+        t = threading.Thread(target=run)
+        t.start()
+        t.join()
+
+    try:
+        vectors.serve_single_threaded()
+        search_in_a_new_thread("served")
+        assert seen["served"] == 1
+        assert all(i["num_threads"] == 1 for i in threadpool_info()
+                   if i["internal_api"] == "openblas")
+    finally:
+        threadpool_limits(limits=before)
+    assert {i["prefix"]: i["num_threads"] for i in threadpool_info()
+            if i["internal_api"] == "openblas"} == before

@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
 
 from qa.api.schemas import (
     DocumentDetail,
@@ -34,12 +36,22 @@ _ERRORS = {
 }
 
 
-def get_state(request: Request) -> ServiceState:
+# Async dependencies: FastAPI runs a sync one in its thread pool, one hop per dependency and
+# request; these only read attributes, and block (in the pool) only to load a new generation.
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.qa
 
 
-def get_searcher(state: Annotated[ServiceState, Depends(get_state)]) -> Searcher:
-    return state.get_searcher()
+async def get_searcher(state: Annotated[ServiceState, Depends(get_state)]) -> Searcher:
+    if state.stale():
+        await run_in_threadpool(state.load)
+    return state.current()
+
+
+def json_response(model: BaseModel) -> Response:
+    """The model as JSON, serialized once: a returned model would be validated again against
+    ``response_model`` (in the thread pool, for a sync route) before being serialized."""
+    return Response(model.model_dump_json(), media_type="application/json")
 
 
 SearcherDep = Annotated[Searcher, Depends(get_searcher)]
@@ -48,10 +60,11 @@ SearcherDep = Annotated[Searcher, Depends(get_searcher)]
 @router.post("/search", response_model=SearchResponse, responses=_ERRORS,
              operation_id="search_passages", summary="Search the corpus for cited passages",
              tags=["search"])
-def post_search(body: SearchRequest, searcher: SearcherDep) -> SearchResponse:
+def post_search(body: SearchRequest, searcher: SearcherDep) -> Response:
     """Ranked passages that answer the question, each with document, paragraph, exact
     character offsets, speaker, date and a human-readable citation."""
-    return SearchResponse.of(searcher.search(body.query, body.top_k, body.mode, body.doc_ids))
+    return json_response(SearchResponse.of(
+        searcher.search(body.query, body.top_k, body.mode, body.doc_ids)))
 
 
 @router.get("/search", response_model=SearchResponse, responses=_ERRORS,
@@ -64,9 +77,9 @@ def get_search(
     top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 5,
     mode: Mode = "auto",
     doc_id: Annotated[list[str] | None, Query(description="Repeat to search several.")] = None,
-) -> SearchResponse:
+) -> Response:
     """The same as POST /search, for browsers and simple tools."""
-    return SearchResponse.of(searcher.search(q, top_k, mode, doc_id))
+    return json_response(SearchResponse.of(searcher.search(q, top_k, mode, doc_id)))
 
 
 def paragraphs_of(chunks: list[Chunk]) -> list[Paragraph]:

@@ -89,17 +89,18 @@ class ServiceState:
         thread.start()
         return thread
 
-    def _refresh_if_stale(self) -> None:
+    def stale(self) -> bool:
+        """Whether ``qa index`` has switched the live generation since it was loaded (checked
+        at most every 0.5 s; a cheap file read, fine on the event loop)."""
         now = time.monotonic()
         if now - self._checked_at < 0.5 or self.loading:
-            return
+            return False
         self._checked_at = now
         pointer = self._pointer()
-        if pointer is not None and pointer != self._generation:
-            self.load()
+        return pointer is not None and pointer != self._generation
 
-    def get_searcher(self) -> Searcher:
-        self._refresh_if_stale()
+    def current(self) -> Searcher:
+        """The loaded searcher, or the reason there is none."""
         if self.searcher is not None:
             return self.searcher
         if self.loading:
@@ -108,3 +109,9 @@ class ServiceState:
         if self.error is not None:
             raise self.error
         raise IndexNotReady("no index loaded: build it with `qa index`")
+
+    def get_searcher(self) -> Searcher:
+        """The searcher of the live generation, reloading first if it changed (blocking)."""
+        if self.stale():
+            self.load()
+        return self.current()
