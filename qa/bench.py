@@ -53,7 +53,7 @@ class BenchConfig:
         "torch", "onnx-int8", "onnx-int8@1024"])
     quality_backends: list[str] = field(default_factory=lambda: [
         "torch", "onnx-int8", "onnx", "torch-int8"])
-    http_backends: list[str] = field(default_factory=lambda: ["torch", "onnx-int8"])
+    http_backends: list[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])
     passages: int | None = None        # CMRC dev paragraphs (None: all 848)
     blocks: int = 4
     xquad_articles: int | None = None  # None: all 48 (1,190 questions per language)
