@@ -233,7 +233,12 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
     from qa import bench_http as h
     from qa.indexing import current_generation, open_index
     from qa.search import Searcher
-    from qa.vectors import FaissIndex
+    from qa.vectors import FaissIndex, serve_single_threaded
+
+    # The server's thread settings, so that the in-process figures compare with its: without
+    # them this process's OpenBLAS threads spun against the encoder's (searcher.search p95
+    # 112 ms in process against 29 ms over HTTP in an earlier run).
+    serve_single_threaded()
 
     gen = current_generation(index_dir)
     assert gen is not None
@@ -269,13 +274,8 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
             # the c=1 level asks the in-process queries, so the two are comparable
             qs = base_qs if c == 1 else rest[:count]
             rest = rest if c == 1 else rest[count:]
-            cpu0 = h.cpu_seconds(server.pid)
-            res["levels"][str(c)] = level = h.load(server.url, qs, c, count, cfg.level_seconds)
-            cpu1 = h.cpu_seconds(server.pid)
-            if cpu0 is not None and cpu1 is not None and level["requests"]:
-                # all the server's threads: HTTP, search, the encoder (and its idle spinning)
-                level["server_cpu_ms_per_request"] = round(
-                    (cpu1 - cpu0) * 1000 / level["requests"], 2)
+            res["levels"][str(c)] = level = h.load_measured(server, qs, c, count,
+                                                            cfg.level_seconds)
             log(f"http {backend} c={c}: {json.dumps(level)}")
         res["peak_rss_mb"] = h.peak_rss_mb(server.pid)
     levels, ip = res["levels"], res["in_process"]
@@ -353,17 +353,17 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
                    if b in embedders and embedders[b] is not bare},
             queries[-cfg.batch_queries:], log=log)
         results["http"] = {}
-        for i, b in enumerate(cfg.http_backends):
+        for b in cfg.http_backends:
             index_dir = work / f"index-{b}"
             if not index_dir.exists():
                 from qa.indexing import build_index
 
                 build_index(cmrc_bench.corpus_dir, index_dir, embedders[b],
                             batch_size=settings.batch_size)
-            # each server gets its own questions, so neither can answer from a warm cache
-            share = queries[i::len(cfg.http_backends)]
+            # The same questions for every backend: each server is a fresh process and each
+            # in-process searcher a fresh object, so no query cache carries over.
             results["http"][b] = bench_http(index_dir, cmrc_bench.corpus_dir, b, settings, bare,
-                                            embedders[b], share, cfg, work, log)
+                                            embedders[b], queries, cfg, work, log)
         del embedders, bare
         gc.collect()
     if cfg.scale_n:

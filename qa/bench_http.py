@@ -70,9 +70,10 @@ class Server:
 
 @contextlib.contextmanager
 def serve(index_dir: Path, corpus_dir: Path, env: dict[str, str], log: Path,
-          timeout: float = 600.0) -> Iterator[Server]:
-    """``qa serve`` on a free loopback port with ``env`` added to this process's environment;
-    yields once /readyz says 200, stops the server (SIGTERM, then SIGKILL) on the way out."""
+          timeout: float = 600.0, cwd: Path | None = None) -> Iterator[Server]:
+    """``qa serve`` on a free loopback port with ``env`` added to this process's environment
+    (and ``cwd`` as its working directory); yields once /readyz says 200, stops the server
+    (SIGTERM, then SIGKILL) on the way out."""
     import httpx
 
     port = free_port()
@@ -81,7 +82,7 @@ def serve(index_dir: Path, corpus_dir: Path, env: dict[str, str], log: Path,
     started = time.perf_counter()
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=out,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, cwd=cwd)
     url = f"http://127.0.0.1:{port}"
     try:
         with httpx.Client(timeout=5.0) as client:
@@ -148,6 +149,18 @@ def load(url: str, queries: Sequence[str], concurrency: int, max_requests: int,
             "error_kinds": sorted(set(errors))[:3], "seconds": round(wall, 2),
             "throughput_qps": round(len(latencies) / wall, 2) if wall else None,
             **percentiles(latencies)}
+
+
+def load_measured(server: Server, queries: Sequence[str], concurrency: int, max_requests: int,
+                  max_seconds: float) -> dict[str, Any]:
+    """``load`` plus the server's CPU milliseconds per request over the level (all its
+    threads: HTTP, search, the encoder, and any idle spinning of their thread pools)."""
+    cpu0 = cpu_seconds(server.pid)
+    level = load(server.url, queries, concurrency, max_requests, max_seconds)
+    cpu1 = cpu_seconds(server.pid)
+    if cpu0 is not None and cpu1 is not None and level["requests"]:
+        level["server_cpu_ms_per_request"] = round((cpu1 - cpu0) * 1000 / level["requests"], 2)
+    return level
 
 
 def in_process(encode_one: Any, search: Any, queries: Sequence[str]) -> dict[str, Any]:

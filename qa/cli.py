@@ -255,9 +255,12 @@ def bench(
         _fail(QAError(f"benchmark data not found in {data_dir} (set --data-dir)"))
     cfg = BenchConfig(data_dir=data_dir)
     if quick:
-        cfg = BenchConfig(data_dir=data_dir, backends=["onnx-int8"],
-                          pipeline_backends=["torch", "onnx-int8"],
-                          quality_backends=["torch", "onnx-int8"],
+        default = settings.encoder_backend
+        cfg = BenchConfig(data_dir=data_dir,
+                          backends=[b for b in dict.fromkeys([default, "onnx-int8"])
+                                    if b != "torch"],
+                          pipeline_backends=list(dict.fromkeys(["torch", default, "onnx-int8"])),
+                          quality_backends=list(dict.fromkeys(["torch", default, "onnx-int8"])),
                           http_backends=[settings.encoder_backend], passages=48, blocks=2,
                           xquad_articles=4, requests={1: 30, 8: 60, 32: 120},
                           level_seconds=20.0, in_process_queries=30, batch_queries=64,
