@@ -50,7 +50,7 @@ class BenchConfig:
     data_dir: Path
     backends: list[str] = field(default_factory=lambda: ["onnx-int8", "onnx", "torch-int8"])
     pipeline_backends: list[str] = field(default_factory=lambda: [
-        "torch", "onnx-int8", "onnx-int8@1024"])
+        "torch", "onnx", "onnx-int8", "onnx-int8@1024", "onnx-int8@1024+paragraphs-only"])
     quality_backends: list[str] = field(default_factory=lambda: [
         "torch", "onnx-int8", "onnx", "torch-int8"])
     http_backends: list[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])
@@ -184,10 +184,13 @@ def bench_pipeline(corpus: Path, paragraphs: int, work: Path, embedders: dict[st
     out: dict[str, Any] = {"paragraphs": paragraphs}
     for name, emb in embedders.items():
         # "onnx-int8@1024": that backend with build_index(batch_size=1024), so that the
-        # encoder sorts 1024 texts by length at a time instead of 32
-        batch = int(name.split("@")[1]) if "@" in name else settings.batch_size
+        # encoder gets 1024 texts per call instead of 32; "+paragraphs-only": without the
+        # sentence vectors, i.e. the same texts as the bare encoder
+        spec, _, option = name.partition("+")
+        batch = int(spec.split("@")[1]) if "@" in spec else settings.batch_size
         r = build_index(corpus, work / f"index-{name}", emb, batch_size=batch,
-                        embed_context=settings.embed_context)
+                        embed_context=settings.embed_context,
+                        sentence_vectors=option != "paragraphs-only")
         texts = r.embedded + r.sentences_embedded
         out[name] = {"seconds": round(r.seconds, 2), "chunks": r.chunks,
                      "sentence_texts": r.sentences_embedded,
@@ -306,7 +309,8 @@ def run_scale(n: int, log: Log) -> dict[str, Any] | None:
 def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
     """Every measurement of the module docstring, in one process, one after the other."""
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    wanted = list(dict.fromkeys([b.split("@")[0] for b in cfg.backends + cfg.pipeline_backends
+    wanted = list(dict.fromkeys([b.split("@")[0].split("+")[0]
+                                 for b in cfg.backends + cfg.pipeline_backends
                                  + cfg.quality_backends + cfg.http_backends]))
     results: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
                                           for k, v in cfg.__dict__.items()},
@@ -338,7 +342,7 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
         cmrc_bench = load_squad(cmrc, name="cmrc")
         results["pipeline"] = bench_pipeline(
             cmrc_bench.corpus_dir, len(passages), work,
-            {b: embedders[b.split("@")[0]] for b in cfg.pipeline_backends},
+            {b: embedders[b.split("@")[0].split("+")[0]] for b in cfg.pipeline_backends},
             results["encoder"]["bare"]["passages_per_s"], settings, log)
 
         xq = cfg.data_dir / "xquad"

@@ -36,7 +36,8 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     _squad(data / "cmrc2018" / "cmrc2018_dev.json", "zh")
     _squad(data / "xquad" / "xquad.zh.json", "zh")
     _squad(data / "xquad" / "xquad.en.json", "en")
-    cfg = BenchConfig(data_dir=data, backends=["hashing"], pipeline_backends=["hashing"],
+    cfg = BenchConfig(data_dir=data, backends=["hashing"],
+                      pipeline_backends=["hashing", "hashing@64+paragraphs-only"],
                       quality_backends=["hashing"], http_backends=["hashing"], blocks=2,
                       requests={1: 5, 8: 8, 32: 16}, level_seconds=20.0,
                       in_process_queries=5, scale_n=None, baseline="hashing")
@@ -53,6 +54,8 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     pipe = results["pipeline"]["hashing"]
     assert pipe["chunks"] >= 6 and pipe["sentence_texts"] > 0
     assert {"passages_per_s", "texts_per_s", "passages_per_s_vs_bare_encoder"} <= set(pipe)
+    only = results["pipeline"]["hashing@64+paragraphs-only"]
+    assert only["sentence_texts"] == 0 and only["chunks"] == pipe["chunks"]
     quality = results["quality"]["hashing"]
     assert set(quality) == {"xquad-zh->zh", "xquad-en->zh"}
     assert 0.0 <= quality["xquad-en->zh"]["auto_R@5"] <= 1.0
