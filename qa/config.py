@@ -32,8 +32,8 @@ class Settings(BaseSettings):
     batch_size: int = 32
     threads: int | None = None
     # How the sentence-transformers model runs: onnx (the default: the float32 model through
-    # ONNX Runtime, the torch vectors to ~1e-6 and the same XQuAD figures, 2.2x the encoder
-    # throughput, half the query latency), onnx-int8 (3.7x, but XQuAD en->zh R@1 0.787),
+    # ONNX Runtime, the torch vectors to ~1e-6 and the same XQuAD figures, 2.15x the encoder
+    # throughput, under half the query latency), onnx-int8 (3.8x, but XQuAD en->zh R@1 0.787),
     # torch (float32, the reference) or torch-int8; docs/PERFORMANCE.md.
     # Each gives its own fingerprint: switching means `qa index` again.
     encoder_backend: str = "onnx"
