@@ -411,7 +411,7 @@ class LoadedIndex:
 def _mapped(path: Path) -> np.ndarray:
     """A read-only memory map as a plain ndarray: the same pages, without np.memmap's
     Python-level indexing (its ``__getitem__``/``__array_finalize__`` were 12% of the server's
-    samples at c=32, more than the gathers themselves)."""
+    samples at c=32 in a py-spy profile)."""
     return np.asarray(np.load(path, mmap_mode="r"))
 
 

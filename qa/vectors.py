@@ -42,11 +42,9 @@ def _faiss():
     return faiss
 
 
-# OpenMP's thread count is a per-thread setting: set in the thread that loads the index, it
-# left every request thread of the pool at the default, and 32 concurrent searches each
-# started an OpenMP team on 2 cores (server CPU 22 ms per request against 4 ms, c=32
-# throughput 26 against 147 q/s; docs/PERFORMANCE.md). So the limit is applied by each
-# searching thread, once, on its first search.
+# OpenMP's thread count is a per-thread setting: set only in the thread that loaded the
+# index, it left every request thread of the pool at the default. So the limit is applied by
+# each searching thread, once, on its first search.
 _search_threads: int | None = None
 _applied = threading.local()
 
@@ -55,10 +53,11 @@ def serve_single_threaded() -> None:
     """One thread per search from now on, in every thread of this process: a server runs
     many searches at once from its thread pool, and per-search thread teams of every core
     spin against each other. FAISS's OpenMP (per searching thread, below) and both OpenBLAS
-    copies, numpy's (the exact rescoring's matrix products) and FAISS's: OpenBLAS's idle
-    threads busy-wait, and with numpy's at 2 threads the c=32 level burnt 96 ms of server CPU
-    per request against 9 (hashing embedder, 848 CMRC paragraphs). The encoder's threads
-    (torch's own OpenMP, ONNX Runtime's pool) are not touched: it runs one batch at a time."""
+    copies, numpy's (the dense leg's matrix products) and FAISS's: OpenBLAS's idle threads
+    busy-wait. Without these limits c=32 served 27-34 queries/s at 57-73 ms of server CPU per
+    request, with them 323-343 at 3.4-3.7 (scripts/serving_overhead.py, docs/PERFORMANCE.md).
+    The encoder's threads (torch's own OpenMP, ONNX Runtime's pool) are not touched: it runs
+    one batch at a time."""
     global _search_threads
     _search_threads = 1
     from threadpoolctl import ThreadpoolController
