@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from qa.chunking import split_sentences
 from qa.errors import InvalidRequest
 from qa.indexing import reference_queries
 from qa.search import Searcher, SearchResult
@@ -31,7 +32,6 @@ NOT_COVERED = {
     "zh": "语料库中似乎没有相关内容。",
 }
 
-_END = re.compile(r"[。！？!?；;]+[”’」』）)》】\"']*")
 _WS = " \t\r\n\u3000\ufeff\xa0"
 # A quote worth showing has some words in it: "一、" or "谢谢。" alone is not an answer.
 _WORDY = re.compile(r"[\w\u3400-\u9fff]")
@@ -87,26 +87,6 @@ def display(text: str) -> str:
         return " " if latin else ""
 
     return _BREAK.sub(join, text).strip(_WS)
-
-
-def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
-    """Sentence spans of ``text`` as (start, end) offsets shifted by ``offset``, with
-    surrounding whitespace excluded, so each span slices back to its sentence exactly."""
-    spans: list[tuple[int, int]] = []
-    cur = 0
-    bounds = [m.end() for m in _END.finditer(text)]
-    if not bounds or bounds[-1] < len(text):
-        bounds.append(len(text))
-    for end in bounds:
-        a, b = cur, end
-        while a < b and text[a] in _WS:
-            a += 1
-        while b > a and text[b - 1] in _WS:
-            b -= 1
-        if a < b:
-            spans.append((offset + a, offset + b))
-        cur = end
-    return spans
 
 
 def _wordy(text: str) -> bool:

@@ -273,9 +273,12 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
     return [(a, b) for a, b in spans if text[a:b].strip(_WS)]
 
 
-def split_sentences(text: str) -> list[tuple[int, int]]:
-    """Sentence spans of ``text`` (ends at 。！？；… plus closing quotes), whitespace trimmed."""
-    return [_strip_span(text, a, b) for a, b in _sentence_spans(text, 0, len(text))]
+def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
+    """Sentence spans of ``text`` (ends at 。！？；… plus closing quotes), whitespace trimmed,
+    as (start, end) shifted by ``offset`` (a chunk's ``char_start`` gives source offsets).
+    Line breaks do not end a sentence: lines broken mid-sentence are one sentence."""
+    return [(offset + a, offset + b)
+            for a, b in (_strip_span(text, a, b) for a, b in _sentence_spans(text, 0, len(text)))]
 
 
 def _windows(text: str, start: int, end: int, max_tokens: int,
