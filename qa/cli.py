@@ -40,8 +40,8 @@ def _fail(exc: QAError) -> None:
 def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> None:
     from tqdm import tqdm
 
-    from qa.indexing import build_index
-    from qa.runtime import make_embedder, make_vector_store
+    from qa.index.build import build_index
+    from qa.service.wiring import make_embedder, make_vector_store
 
     if not quiet:
         typer.echo("loading the embedder "
@@ -99,9 +99,9 @@ def ask(question: Annotated[str, typer.Argument(help="The question, Chinese or E
     Example: qa ask "What is the R&D spending target for 2025?" --top-k 3
     """
     from qa.api.schemas import SearchResponse
-    from qa.indexing import open_index
-    from qa.runtime import make_embedder, make_vector_store
-    from qa.search import Searcher
+    from qa.index.load import open_index
+    from qa.retrieve.search import Searcher
+    from qa.service.wiring import make_embedder, make_vector_store
 
     try:
         settings = _settings(index=index, model=model)
@@ -141,7 +141,7 @@ def serve(host: Annotated[str, typer.Option(envvar="QA_HOST")] = "127.0.0.1",
     import uvicorn
 
     from qa.api import create_app
-    from qa.indexing import current_generation
+    from qa.index.manifest import current_generation
 
     settings = _settings(corpus, index, model)
     try:
@@ -158,7 +158,7 @@ def mcp_stdio(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt 
 
     Example (an "mcpServers" entry): {"command": "qa", "args": ["mcp", "--index", "index"]}
     """
-    from qa.mcp_server import run_stdio
+    from qa.mcp.server import run_stdio
 
     run_stdio(_settings(corpus, index, model))
 
@@ -187,7 +187,7 @@ def eval_(
 
     Example: qa eval -b xquad --limit 200 --json eval.json
     """
-    from qa.evaluation import (
+    from qa.evaluation.retrieval import (
         BENCHMARKS,
         evaluate,
         format_table,
@@ -195,8 +195,8 @@ def eval_(
         named_benchmark,
         strip_details,
     )
-    from qa.runtime import make_embedder
-    from qa.search import MODES
+    from qa.retrieve.search import MODES
+    from qa.service.wiring import make_embedder
 
     settings = _settings(corpus=corpus, model=model)
     try:
@@ -247,8 +247,8 @@ def bench(
     """
     import shlex
 
-    from qa import bench_report
-    from qa.bench import BenchConfig, run_bench
+    from qa.evaluation import bench_report
+    from qa.evaluation.bench import BenchConfig, run_bench
 
     settings = _settings(model=model)
     if not (data_dir / "cmrc2018").is_dir() or not (data_dir / "xquad").is_dir():

@@ -18,9 +18,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
-from qa.evaluation import evaluate, named_benchmark, strip_details  # noqa: E402
-from qa.runtime import make_embedder  # noqa: E402
-from qa.search import FusionParams  # noqa: E402
+from qa.evaluation.retrieval import evaluate, named_benchmark, strip_details  # noqa: E402
+from qa.retrieve.search import FusionParams  # noqa: E402
+from qa.service.wiring import make_embedder  # noqa: E402
 
 
 def main() -> None:

@@ -1,4 +1,4 @@
-"""Fit the no-answer confidence (qa.search.FusionParams.conf_zh / conf_en).
+"""Fit the no-answer confidence (qa.retrieve.search.FusionParams.conf_zh / conf_en).
 
 Runs the own question sets (answerable, and the unanswerable set) through the real search,
 collects the confidence features of each question, and fits one logistic regression for
@@ -21,11 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
-from qa.evaluation import load_corpus_questions  # noqa: E402
-from qa.indexing import build_index, open_index  # noqa: E402
-from qa.runtime import make_embedder  # noqa: E402
-from qa.search import Searcher  # noqa: E402
-from qa.tokenize import script_of  # noqa: E402
+from qa.evaluation.retrieval import load_corpus_questions  # noqa: E402
+from qa.index.build import build_index, open_index  # noqa: E402
+from qa.ingest.tokenize import script_of  # noqa: E402
+from qa.retrieve.search import Searcher  # noqa: E402
+from qa.service.wiring import make_embedder  # noqa: E402
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa.vectors import FaissIndex  # noqa: E402
+from qa.index.vectors.faiss import FaissIndex  # noqa: E402
 
 CLUSTER_SIZE = 1000
 
@@ -261,7 +261,7 @@ def reset_peak() -> None:
 
 
 def bench_store(a: argparse.Namespace) -> dict[str, Any]:
-    from qa.store import write_store
+    from qa.index.store import write_store
     from qa.types import Chunk, Document
 
     n, per = a.n, a.chunks_per_doc
@@ -294,7 +294,7 @@ def bench_store(a: argparse.Namespace) -> dict[str, Any]:
                file_mb=round(path.stat().st_size / 2**20, 1))
     del toks
     res["open"] = child(_PRELUDE + f"""
-from qa.store import ChunkStore
+from qa.index.store import ChunkStore
 base = rss_mb()["rss_mb"]  # after imports: what opening adds
 t = time.perf_counter(); s = ChunkStore({str(path)!r}); opened = time.perf_counter() - t
 after = rss_mb()["rss_mb"]
@@ -318,7 +318,7 @@ print(json.dumps({{"open_s": round(opened, 3), "rss_before_mb": base, "rss_after
 
 
 def bench_lexical(a: argparse.Namespace) -> dict[str, Any]:
-    from qa.lexical import BM25Index
+    from qa.index.lexical import BM25Index
 
     t = time.perf_counter()
     toks = passages(a.n, a.vocab, a.tokens, a.seed)
@@ -342,7 +342,7 @@ def bench_lexical(a: argparse.Namespace) -> dict[str, Any]:
     gc.collect()
     res["open"] = child(_PRELUDE + f"""
 from pathlib import Path
-from qa.lexical import BM25Index
+from qa.index.lexical import BM25Index
 base = rss_mb()["rss_mb"]  # after imports: what opening adds
 t = time.perf_counter(); bm = BM25Index.load(Path({str(workdir)!r})); opened = time.perf_counter() - t
 after = rss_mb()["rss_mb"]
@@ -367,7 +367,7 @@ print(json.dumps({{"open_s": round(opened, 3), "rss_before_mb": base, "rss_after
 
 def bench_milvus(a: argparse.Namespace) -> dict[str, Any]:
     """The Milvus backend on milvus-lite (FLAT, embedded): insert, search, filtered search."""
-    from qa.vectors_milvus import MilvusIndex
+    from qa.index.vectors.milvus import MilvusIndex
 
     n, dim, k = a.n, a.dim, 10
     clusters = max(1, n // CLUSTER_SIZE)

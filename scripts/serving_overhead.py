@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from qa import bench_http as h  # noqa: E402
-from qa.bench import _questions, _trim_squad  # noqa: E402
-from qa.embedding import HashingEmbedder  # noqa: E402
-from qa.evaluation import load_squad  # noqa: E402
-from qa.indexing import build_index, open_index  # noqa: E402
-from qa.search import Searcher  # noqa: E402
-from qa.vectors import serve_single_threaded  # noqa: E402
+from qa.encoders.base import HashingEmbedder  # noqa: E402
+from qa.evaluation import bench_http as h  # noqa: E402
+from qa.evaluation.bench import _questions, _trim_squad  # noqa: E402
+from qa.evaluation.retrieval import load_squad  # noqa: E402
+from qa.index.build import build_index, open_index  # noqa: E402
+from qa.index.vectors.faiss import serve_single_threaded  # noqa: E402
+from qa.retrieve.search import Searcher  # noqa: E402
 
 
 def main() -> None:

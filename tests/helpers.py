@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
-from qa.search import Searcher
+from qa.retrieve.search import Searcher
 
 
 def parse_sse(text: str) -> list[tuple[str, dict]]:

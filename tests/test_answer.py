@@ -10,11 +10,20 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from qa.answer import NOT_COVERED, Sentence, answer, candidates, display, select, split_sentences
 from qa.api import create_app
 from qa.config import Settings
-from qa.indexing import build_index, open_index
-from qa.search import Searcher
+from qa.index.build import build_index
+from qa.index.load import open_index
+from qa.retrieve.answer import (
+    NOT_COVERED,
+    Sentence,
+    answer,
+    candidates,
+    display,
+    select,
+    split_sentences,
+)
+from qa.retrieve.search import Searcher
 from qa.types import Chunk, Hit
 from tests.helpers import force_answerable, parse_sse
 

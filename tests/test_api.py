@@ -4,7 +4,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from qa.api import create_app
-from qa.indexing import build_index
+from qa.index.build import build_index
 
 DIGEST = "wuhan-9th-plenary-digest-2020-06-28"
 RESULT_FIELDS = {"rank", "score", "doc_id", "title", "paragraph", "char_start", "char_end",

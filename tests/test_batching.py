@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from qa.batching import MicroBatchingEmbedder
-from qa.embedding import HashingEmbedder
+from qa.encoders.base import HashingEmbedder
+from qa.encoders.batching import MicroBatchingEmbedder
 
 
 class SlowEmbedder:

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from qa import bench_report
-from qa.bench import BenchConfig, run_bench
 from qa.config import Settings
+from qa.evaluation import bench_report
+from qa.evaluation.bench import BenchConfig, run_bench
 
 TOPICS = ["武汉的科技创新", "长江经济带的生态保护", "光谷的产业发展", "城市圈同城化",
           "教育和医疗投入", "营商环境改革"]

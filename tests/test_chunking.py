@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from qa.chunking import approx_token_count, chunk_document, is_terminal
-from qa.corpus import load_corpus
+from qa.ingest.chunking import approx_token_count, chunk_document, is_terminal
+from qa.ingest.corpus import load_corpus
 
 from .conftest import CORPUS
 

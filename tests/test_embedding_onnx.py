@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from qa.config import Settings
-from qa.embedding_onnx import length_batches
+from qa.encoders.onnx import length_batches
 
 
 def test_length_batches_sort_longest_first_and_respect_the_budget():
@@ -26,7 +26,7 @@ def test_a_text_longer_than_the_budget_gets_a_batch_of_its_own():
 
 
 def test_unknown_backend_is_a_clear_error(tmp_path):
-    from qa.embedding_onnx import make_backend_embedder
+    from qa.encoders.onnx import make_backend_embedder
     from qa.errors import InvalidRequest
 
     with pytest.raises(InvalidRequest, match="onnx-int8"):
@@ -42,7 +42,7 @@ TEXTS = ["武汉有多少名院士?", "What is the R&D spending target for 2025?
 def backends(real_embedder):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from qa.runtime import make_embedder
+    from qa.service.wiring import make_embedder
 
     return {"torch": real_embedder if "st:" in real_embedder.fingerprint
             else make_embedder(Settings(allow_download=False, encoder_backend="torch")),

@@ -5,11 +5,13 @@ import json
 import numpy as np
 import pytest
 
-import qa.indexing as indexing
-from qa.embedding import HashingEmbedder
+import qa.index.build as indexing
+from qa.encoders.base import HashingEmbedder
 from qa.errors import CorpusError, IndexMismatch, IndexNotReady
-from qa.indexing import build_index, current_generation, open_index
-from qa.search import Searcher
+from qa.index.build import build_index
+from qa.index.load import open_index
+from qa.index.manifest import current_generation
+from qa.retrieve.search import Searcher
 
 DIGEST = "wuhan-9th-plenary-digest-2020-06-28"
 TRANSCRIPT = "wuhan-11th-plenary-press-conference-2021-07-26"

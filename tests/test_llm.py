@@ -16,8 +16,14 @@ from fastapi.testclient import TestClient
 from qa.api import create_app
 from qa.config import Settings
 from qa.errors import UpstreamError
-from qa.indexing import build_index
-from qa.llm import ChatClient, LLMConfig, build_messages, enforce_citations, generated_sentences
+from qa.index.build import build_index
+from qa.retrieve.llm import (
+    ChatClient,
+    LLMConfig,
+    build_messages,
+    enforce_citations,
+    generated_sentences,
+)
 from qa.types import Chunk, Hit
 from tests.helpers import force_answerable, parse_sse
 

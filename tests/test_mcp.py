@@ -26,7 +26,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from qa.api import create_app
 from qa.config import Settings
-from qa.indexing import build_index
+from qa.index.build import build_index
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"

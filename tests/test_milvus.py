@@ -13,14 +13,13 @@ pytest.importorskip("pymilvus", reason="pymilvus is not installed (pip install '
 pytest.importorskip("milvus_lite", reason="milvus-lite is not installed (pip install 'qa[milvus]')")
 
 from qa.errors import IndexMismatch, IndexNotReady  # noqa: E402
-from qa.vectors import FaissIndex  # noqa: E402
-from qa.vectors_milvus import (  # noqa: E402
-    MilvusIndex,
-    collection_name,
+from qa.index.vectors.factory import (  # noqa: E402
     drop_vectors,
     load_vector_index,
     make_vector_index,
 )
+from qa.index.vectors.faiss import FaissIndex  # noqa: E402
+from qa.index.vectors.milvus import MilvusIndex, collection_name  # noqa: E402
 
 N, DIM, NQ, K = 2000, 384, 20, 10
 
@@ -117,8 +116,10 @@ def test_whole_pipeline_on_milvus_matches_faiss(tmp_path, corpus_dir, fake_embed
     """The index build and search, with the vectors in Milvus, rank exactly as with FAISS."""
     pytest.importorskip("pymilvus")
     pytest.importorskip("milvus_lite")
-    from qa.indexing import VectorStore, build_index, open_index
-    from qa.search import Searcher
+    from qa.index.build import build_index
+    from qa.index.load import open_index
+    from qa.index.vectors.store import VectorStore
+    from qa.retrieve.search import Searcher
 
     build_index(corpus_dir, tmp_path / "faiss", fake_embedder)
     store = VectorStore(backend="milvus", uri=str(tmp_path / "milvus.db"))

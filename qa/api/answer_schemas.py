@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa.answer import MAX_SENTENCES, Answer, Sentence
 from qa.api.schemas import Passage
-from qa.search import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.answer import MAX_SENTENCES, Answer, Sentence
+from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K
 
 
 class AnswerRequest(BaseModel):

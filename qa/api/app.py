@@ -14,10 +14,10 @@ from qa import __version__
 from qa.api.answer_routes import router as answer_router
 from qa.api.errors import BodyLimitMiddleware, install_error_handlers
 from qa.api.routes import router
-from qa.api.state import ServiceState
 from qa.api.tool_routes import router as tool_router
 from qa.config import Settings, get_settings
-from qa.embedding import Embedder
+from qa.encoders.base import Embedder
+from qa.service.state import ServiceState
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
 
@@ -34,7 +34,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     settings = settings or get_settings()
     state = ServiceState(settings, embedder)
     # MCP over streamable HTTP at /mcp, on this app's state (imported here: it uses qa.api).
-    from qa.mcp_server import StreamableHTTPEndpoint, build_mcp_server, state_searcher
+    from qa.mcp.server import StreamableHTTPEndpoint, build_mcp_server, state_searcher
 
     mcp = StreamableHTTPEndpoint(build_mcp_server(state_searcher(state)), host=settings.host)
 

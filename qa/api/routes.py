@@ -20,9 +20,9 @@ from qa.api.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from qa.api.state import ServiceState
 from qa.errors import UnknownDocument
-from qa.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
+from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
+from qa.service.state import ServiceState
 from qa.types import Chunk
 
 router = APIRouter()

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa.search import MAX_QUERY_CHARS, MAX_TOP_K, SearchResult
+from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, SearchResult
 from qa.types import Hit
 
 Mode = Literal["auto", "hybrid", "dense", "lexical"]

@@ -57,7 +57,7 @@ async def list_tools(request: Request) -> list[dict[str, Any]]:
     """`[{"type": "function", "function": {"name", "description", "parameters"}}]` for a
     chat application to register: the same tools, descriptions and JSON Schemas as the
     MCP server at /mcp. Run one with POST /tools/{name}."""
-    from qa.mcp_server import function_definitions  # it builds on qa.api: no import cycle
+    from qa.mcp.server import function_definitions  # it builds on qa.api: no import cycle
 
     return await function_definitions(_server(request))
 

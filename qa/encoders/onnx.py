@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from qa.embedding import Kind, SentenceTransformerEmbedder
+from qa.encoders.base import Kind
+from qa.encoders.sentence_transformers import SentenceTransformerEmbedder
 from qa.errors import ModelUnavailable
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "torch-int8")
@@ -211,7 +212,7 @@ def length_batches(lengths: Sequence[int], token_budget: int = TOKEN_BUDGET,
 
 class OnnxEmbedder:
     """An exported sentence-transformers model on ONNX Runtime (CPU). Same tokenizer, prompts
-    and truncation as :class:`~qa.embedding.SentenceTransformerEmbedder`."""
+    and truncation as :class:`~qa.encoders.base.SentenceTransformerEmbedder`."""
 
     def __init__(self, onnx_path: Path, model_dir: Path, model_id: str, backend: str, *,
                  file_sha256: str, query_prompt: str | None = "query: ",
@@ -284,7 +285,7 @@ def make_backend_embedder(backend: str, model_dir: Path, model_id: str, weights_
                           passage_prompt: str | None, batch_size: int = 32,
                           threads: int | None = None) -> Any:
     """The embedder for a non-default ``backend`` (one of :data:`BACKENDS`)."""
-    from qa.models import _sha256
+    from qa.encoders.provision import _sha256
 
     if backend == "torch-int8":
         return TorchInt8Embedder(str(model_dir), model_id, weights_sha256,

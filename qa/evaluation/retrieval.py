@@ -18,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from qa.embedding import Embedder
-from qa.indexing import build_index, open_index
-from qa.search import MODES, FusionParams, Searcher
+from qa.encoders.base import Embedder
+from qa.index.build import build_index
+from qa.index.load import open_index
+from qa.retrieve.search import MODES, FusionParams, Searcher
 
 KS = (1, 5, 10)
 

@@ -31,12 +31,12 @@ from qa import __version__
 from qa.api.routes import document_summary, paragraphs_of
 from qa.api.schemas import DocumentList, Paragraph, SearchResponse
 from qa.errors import NotFound, QAError, UnknownDocument
-from qa.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
+from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
 from qa.types import format_citation
 
 if TYPE_CHECKING:
-    from qa.api.state import ServiceState
     from qa.config import Settings
+    from qa.service.state import ServiceState
 
 SearcherSource = Callable[[], Searcher]
 
@@ -242,7 +242,7 @@ class StreamableHTTPEndpoint:
 def run_stdio(settings: "Settings") -> None:
     """Serve the tools on stdin/stdout until the client closes them. The model and index
     load in the background once the transport is up, so the client's handshake is fast."""
-    from qa.api.state import ServiceState
+    from qa.service.state import ServiceState
 
     state = ServiceState(settings)
 

@@ -4,7 +4,7 @@ so both build exactly the same stack."""
 from __future__ import annotations
 
 from qa.config import Settings
-from qa.embedding import Embedder, HashingEmbedder
+from qa.encoders.base import Embedder, HashingEmbedder
 
 
 def make_embedder(settings: Settings) -> Embedder:
@@ -15,13 +15,13 @@ def make_embedder(settings: Settings) -> Embedder:
 
         raise InvalidRequest(f"unknown embedder {settings.embedder!r} "
                              "(sentence-transformers or hashing)")
-    from qa.embedding import SentenceTransformerEmbedder
-    from qa.models import resolve_model
+    from qa.encoders.provision import resolve_model
+    from qa.encoders.sentence_transformers import SentenceTransformerEmbedder
 
     resolved = resolve_model(settings.model, settings.model_cache_dir,
                              allow_download=settings.allow_download)
     if settings.encoder_backend != "torch":
-        from qa.embedding_onnx import make_backend_embedder
+        from qa.encoders.onnx import make_backend_embedder
 
         return make_backend_embedder(
             settings.encoder_backend, resolved.path, resolved.model_id, resolved.weights_sha256,
@@ -36,7 +36,7 @@ def make_embedder(settings: Settings) -> Embedder:
 
 def make_vector_store(settings: Settings):
     """The configured home of the vectors (FAISS files by default, or Milvus)."""
-    from qa.indexing import VectorStore
+    from qa.index.vectors.store import VectorStore
 
     return VectorStore(backend=settings.vector_backend, uri=settings.milvus_uri,
                        token=settings.milvus_token, collection=settings.milvus_collection,

@@ -2,7 +2,7 @@
 deployments, a Milvus server or cluster (``http://host:19530``) in production.
 
 The only module that imports ``pymilvus``, lazily. Implements the ``VectorIndex`` protocol
-of ``qa.vectors``: row ids are the collection's INT64 primary key, 0..count-1 in the order
+of ``qa.index.vectors.faiss``: row ids are the collection's INT64 primary key, 0..count-1 in the order
 vectors were added, so the chunk store and BM25 rows line up exactly as with FAISS.
 
 One collection holds one index generation. The vectors live in Milvus, not in the
@@ -191,46 +191,3 @@ class MilvusIndex:
 
     def close(self) -> None:
         self._client.close()
-
-
-def make_vector_index(dim: int, n: int, *, backend: str = "faiss", hnsw_threshold: int = 200_000,
-                      milvus_uri: str | None = None, milvus_token: str | None = None,
-                      collection: str = "qa_chunks", milvus_index_type: str | None = None,
-                      milvus_index_params: dict[str, Any] | None = None,
-                      milvus_search_params: dict[str, Any] | None = None) -> Any:
-    """A new, empty index for ``n`` vectors of ``dim`` on the configured backend: FAISS flat
-    or HNSW by size, or a fresh Milvus collection (``collection`` should be unique per
-    generation: see ``collection_name``)."""
-    if backend == "faiss":
-        from qa.vectors import FaissIndex
-
-        return FaissIndex.for_size(dim, n, hnsw_threshold=hnsw_threshold)
-    if backend == "milvus":
-        if not milvus_uri:
-            raise ValueError("vector_backend=milvus needs QA_MILVUS_URI (a file path for "
-                             "milvus-lite, or http://host:19530 for a server)")
-        return MilvusIndex(dim, milvus_uri, collection, milvus_token, milvus_index_type,
-                           milvus_index_params, milvus_search_params)
-    raise ValueError(f"unknown vector backend {backend!r} (faiss or milvus)")
-
-
-def drop_vectors(meta: dict[str, Any], *, milvus_token: str | None = None) -> None:
-    """Delete an old generation's vectors where they live outside its folder (a Milvus
-    collection); nothing to do for FAISS, whose files go with the folder."""
-    if meta.get("engine") != "milvus":
-        return
-    index = MilvusIndex(meta["dim"], meta["uri"], meta["collection"], milvus_token, create=False)
-    try:
-        index.drop()
-    finally:
-        index.close()
-
-
-def load_vector_index(path: Path, meta: dict[str, Any], *, milvus_token: str | None = None,
-                      milvus_uri: str | None = None, mmap: bool = False) -> Any:
-    """Reopen the index a manifest's ``vectors`` entry describes, whichever engine wrote it."""
-    if meta.get("engine", "faiss") == "milvus":
-        return MilvusIndex.load(path, meta, token=milvus_token, uri=milvus_uri)
-    from qa.vectors import FaissIndex
-
-    return FaissIndex.load(path, meta, mmap=mmap)

@@ -13,10 +13,10 @@ import threading
 import time
 
 from qa.config import Settings
-from qa.embedding import Embedder
+from qa.encoders.base import Embedder
 from qa.errors import IndexNotReady, QAError
-from qa.indexing import open_index
-from qa.search import Searcher
+from qa.index.load import open_index
+from qa.retrieve.search import Searcher
 
 log = logging.getLogger("qa.api")
 
@@ -46,14 +46,14 @@ class ServiceState:
             self.loading = True
             try:
                 if self.embedder is None:
-                    from qa.batching import MicroBatchingEmbedder
-                    from qa.runtime import make_embedder
+                    from qa.encoders.batching import MicroBatchingEmbedder
+                    from qa.service.wiring import make_embedder
 
-                    # Concurrent searches share encoder calls (qa.batching); the
+                    # Concurrent searches share encoder calls (qa.encoders.batching); the
                     # searcher's query cache sits above this.
                     self.embedder = MicroBatchingEmbedder(make_embedder(self.settings))
-                from qa.runtime import make_vector_store
-                from qa.vectors import serve_single_threaded
+                from qa.index.vectors.faiss import serve_single_threaded
+                from qa.service.wiring import make_vector_store
 
                 serve_single_threaded()
 

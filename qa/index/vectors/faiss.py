@@ -1,4 +1,4 @@
-"""The vector index interface, with FAISS behind it (imported here only, lazily).
+"""The FAISS vector index (imported here only, lazily).
 
 The index type is picked by size: exact inner product below ``hnsw_threshold`` vectors
 (exact search on a few hundred thousand 384-d vectors is still a few ms, and never misses),
@@ -10,28 +10,11 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from qa.errors import IndexMismatch, ModelUnavailable
-
-
-class VectorIndex(Protocol):
-    """Row ids are 0..count-1, in the order vectors were added."""
-
-    dim: int
-
-    def add(self, vectors: np.ndarray) -> None: ...
-
-    def search(self, queries: np.ndarray, k: int,
-               allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]: ...
-
-    def save(self, path: Path) -> None: ...
-
-    def count(self) -> int: ...
-
-    def describe(self) -> dict[str, Any]: ...
 
 
 def _faiss():

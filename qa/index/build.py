@@ -30,18 +30,24 @@ from typing import Any
 
 import numpy as np
 
-from qa.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
-from qa.corpus import load_corpus
-from qa.embedding import Embedder, embed
-from qa.errors import IndexMismatch, IndexNotReady
-from qa.lexical import BM25Index
+from qa.encoders.base import Embedder, embed
+from qa.index.hubness import (
+    HUB_K,
+    HUB_SENTENCE_WEIGHT,
+    REFERENCE_BANK,
+    hub_scores,
+    reference_queries,
+)
+from qa.index.lexical import BM25Index
+from qa.index.manifest import FORMAT, current_generation, fsync_dir, read_manifest
+from qa.index.store import ChunkStore, write_store
+from qa.index.vectors.store import VectorStore
+from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
+from qa.ingest.corpus import load_corpus
+from qa.ingest.tokenize import Tokenizer, mine_terms
 from qa.locking import file_lock
-from qa.store import ChunkStore, write_store
-from qa.tokenize import Tokenizer, mine_terms
 from qa.types import Chunk, Document
-from qa.vectors import VectorIndex
 
-FORMAT = "qa-index/1"
 LEXICAL_TOKENIZER = "nfkc+opencc-t2s+jieba-search/1"
 Progress = Callable[[str, int, int], None]
 
@@ -77,119 +83,9 @@ class BuildReport:
                 f"sentences in {self.seconds:.1f}s")
 
 
-def current_generation(index_dir: Path) -> Path | None:
-    pointer = index_dir / "CURRENT"
-    if not pointer.exists():
-        return None
-    gen = index_dir / pointer.read_text(encoding="utf-8").strip()
-    return gen if (gen / "manifest.json").exists() else None
-
-
-def read_manifest(gen: Path) -> dict[str, Any]:
-    return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
     return bool(prev) and prev["model"]["fingerprint"] == embedder.fingerprint \
         and prev["chunker"] == settings
-
-
-@dataclass(frozen=True)
-class VectorStore:
-    """Where the vectors of a generation live: FAISS files inside it (the default), or one
-    Milvus collection per generation and kind (``backend="milvus"``, docs/SCALING.md)."""
-
-    backend: str = "faiss"
-    uri: str | None = None
-    token: str | None = None
-    collection: str = "qa_chunks"
-    index_type: str | None = None
-    index_params: dict[str, Any] | None = None
-    search_params: dict[str, Any] | None = None
-
-    def _file(self, folder: Path, kind: str, engine: str) -> Path:
-        return folder / (f"{kind}.milvus.json" if engine == "milvus" else f"{kind}.faiss")
-
-    def create(self, dim: int, vectors: np.ndarray, folder: Path, kind: str, gen_name: str,
-               hnsw_threshold: int) -> VectorIndex:
-        from qa.vectors_milvus import collection_name, make_vector_index
-
-        index = make_vector_index(
-            dim, len(vectors), backend=self.backend, hnsw_threshold=hnsw_threshold,
-            milvus_uri=self.uri, milvus_token=self.token,
-            collection=collection_name(f"{self.collection}_{kind}", gen_name),
-            milvus_index_type=self.index_type, milvus_index_params=self.index_params,
-            milvus_search_params=self.search_params)
-        index.add(vectors)
-        index.save(self._file(folder, kind, self.backend))
-        return index
-
-    def open(self, folder: Path, kind: str, meta: dict[str, Any]) -> VectorIndex:
-        from qa.vectors_milvus import load_vector_index
-
-        engine = meta.get("engine", "faiss")
-        return load_vector_index(self._file(folder, kind, engine), meta,
-                                 milvus_token=self.token, milvus_uri=self.uri)
-
-    def drop(self, folder: Path) -> None:
-        """Best effort: remove a replaced generation's Milvus collections."""
-        from qa.vectors_milvus import drop_vectors
-
-        try:
-            manifest = read_manifest(folder)
-        except (OSError, ValueError):
-            return
-        for key in ("vectors", "sentences"):
-            meta = manifest.get(key)
-            if meta and meta.get("engine") == "milvus":
-                try:
-                    drop_vectors(meta, milvus_token=self.token)
-                except Exception:  # noqa: BLE001 - a leftover collection is not an error
-                    pass
-
-
-REFERENCE_BANK = Path(__file__).resolve().parent / "data" / "reference_queries_en.txt"
-HUB_K = 10
-HUB_SENTENCE_WEIGHT = 0.4
-
-
-def reference_queries() -> list[str]:
-    """Generic English questions (none from any evaluation set) used to measure hubness."""
-    if not REFERENCE_BANK.exists():
-        return []
-    lines = REFERENCE_BANK.read_text(encoding="utf-8").splitlines()
-    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
-
-
-def hub_scores(bank: np.ndarray, vectors: np.ndarray,
-               sentences: tuple[np.ndarray, np.ndarray] | None, block: int = 65536) -> np.ndarray:
-    """How strongly each chunk attracts English questions in general: the mean of its
-    ``HUB_K`` best dense scores against the reference bank. Short or generic Chinese passages
-    ("感谢记者朋友的提问") sit close to every English question; search subtracts a share
-    of this for English queries (a CSLS-style hubness correction)."""
-    n = len(vectors)
-    out = np.zeros(n, dtype=np.float32)
-    k = min(HUB_K, len(bank))
-    w = HUB_SENTENCE_WEIGHT if sentences is not None else 0.0
-    for lo in range(0, n, block):
-        hi = min(n, lo + block)
-        scores = np.asarray(vectors[lo:hi], dtype=np.float32) @ bank.T
-        if sentences is not None:
-            sent_vecs, offsets = sentences
-            a, b = offsets[lo], offsets[hi]
-            sims = np.asarray(sent_vecs[a:b], dtype=np.float32) @ bank.T
-            best = np.maximum.reduceat(sims, offsets[lo:hi] - a, axis=0)
-            scores = (1 - w) * scores + w * best
-        out[lo:hi] = np.sort(scores, axis=1)[:, -k:].mean(axis=1)
-    return out
 
 
 def _sentence_texts(chunk: Chunk) -> list[str]:
@@ -297,7 +193,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             with open(pointer_tmp, "rb+") as fh:
                 os.fsync(fh.fileno())
             os.replace(pointer_tmp, index_dir / "CURRENT")
-            _fsync_dir(index_dir)
+            fsync_dir(index_dir)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -345,7 +241,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                       gen_name: str) -> None:
     np.save(tmp / "vectors.npy", vectors)
     # Reporter questions in a transcript are context for the answer that follows, not
-    # answers: search ranks them below answers (qa.search.FusionParams.question_penalty).
+    # answers: search ranks them below answers (qa.retrieve.search.FusionParams.question_penalty).
     np.save(tmp / "question_rows.npy",
             np.array([c.speaker == REPORTER for _, c, _ in rows], dtype=bool))
     index = store.create(embedder.dim, vectors, tmp, "vectors", gen_name, hnsw_threshold)
@@ -389,64 +285,3 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
             os.fsync(fh.fileno())
 
 
-@dataclass
-class LoadedIndex:
-    """Everything search needs from one generation, opened read-only."""
-
-    path: Path
-    manifest: dict[str, Any]
-    vectors: VectorIndex
-    matrix: np.ndarray
-    lexical: BM25Index
-    store: ChunkStore
-    tokenizer: Tokenizer
-    sentences: VectorIndex | None = None
-    sentence_matrix: np.ndarray | None = None
-    sentence_offsets: np.ndarray | None = None
-    sentence_owner: np.ndarray | None = None
-    hub_en: np.ndarray | None = None
-    question_rows: np.ndarray | None = None
-
-
-def _mapped(path: Path) -> np.ndarray:
-    """A read-only memory map as a plain ndarray: the same pages, without np.memmap's
-    Python-level indexing (its ``__getitem__``/``__array_finalize__`` were 12% of the server's
-    samples at c=32 in a py-spy profile)."""
-    return np.asarray(np.load(path, mmap_mode="r"))
-
-
-def open_index(index_dir: Path, embedder: Embedder | None = None,
-               vector_store: VectorStore | None = None) -> LoadedIndex:
-    """Open the live generation, refusing one built by other weights than ``embedder``."""
-    gen = current_generation(index_dir)
-    if gen is None:
-        raise IndexNotReady(f"no index in {index_dir}: build it with `qa index` "
-                            "(or start the service with `qa serve`, which builds it)")
-    manifest = read_manifest(gen)
-    if manifest.get("format") != FORMAT:
-        raise IndexMismatch(f"index format {manifest.get('format')!r} is not {FORMAT!r}: "
-                            "rebuild it with `qa index --force`")
-    if embedder is not None and manifest["model"]["fingerprint"] != embedder.fingerprint:
-        raise IndexMismatch(
-            f"the index in {index_dir} was built with {manifest['model']['id']} "
-            f"({manifest['model']['fingerprint']}), but the service loaded {embedder.model_id} "
-            f"({embedder.fingerprint}); rebuild it with `qa index`")
-    store_cfg = vector_store or VectorStore()
-    vectors = store_cfg.open(gen, "vectors", manifest["vectors"])
-    matrix = _mapped(gen / "vectors.npy")
-    lexical = BM25Index.load(gen)
-    store = ChunkStore(gen / "chunks.sqlite")
-    tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
-    loaded = LoadedIndex(gen, manifest, vectors, matrix, lexical, store, tokenizer)
-    if manifest.get("sentences"):
-        loaded.sentences = store_cfg.open(gen, "sentences", manifest["sentences"])
-        loaded.sentence_matrix = _mapped(gen / "sentences.npy")
-        offsets = np.load(gen / "sentence_offsets.npy")
-        loaded.sentence_offsets = offsets
-        loaded.sentence_owner = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),
-                                          np.diff(offsets))
-    if (gen / "question_rows.npy").exists():
-        loaded.question_rows = np.load(gen / "question_rows.npy")
-    if manifest.get("hubness"):
-        loaded.hub_en = np.load(gen / "hub_en.npy")
-    return loaded

@@ -14,7 +14,7 @@ What each figure includes:
   vectors, one vector per sentence of every multi-sentence chunk (the max-sim leg, about
   ten short texts per CMRC paragraph), hubness scores, BM25, the chunk store and the files.
   Its passages/s divides *paragraphs* by that whole time.
-* ``quality``: ``qa.evaluation.evaluate`` on XQuAD (zh->zh, en->zh) with each backend.
+* ``quality``: ``qa.evaluation.retrieval.evaluate`` on XQuAD (zh->zh, en->zh) with each backend.
 * ``query_batches``: query encoding cost per query at batch sizes 1, 8 and 32 per backend,
   the ceiling of what micro-batching can gain (see ``bench_query_batches``).
 * ``http``: a real ``qa serve`` (micro-batched queries) per backend, distinct XQuAD questions
@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 from qa.config import Settings
-from qa.embedding import Embedder, HashingEmbedder
+from qa.encoders.base import Embedder, HashingEmbedder
 
 Log = Callable[[str], None]
 
@@ -68,7 +68,7 @@ class BenchConfig:
 def _embedder(settings: Settings, backend: str) -> Embedder:
     if backend == "hashing":
         return HashingEmbedder()
-    from qa.runtime import make_embedder
+    from qa.service.wiring import make_embedder
 
     return make_embedder(settings.model_copy(update={"embedder": "sentence-transformers",
                                                      "encoder_backend": backend}))
@@ -79,8 +79,8 @@ def _bare(settings: Settings, kind: str) -> Embedder:
     batch of texts, ``batch_size=32`` (``SentenceTransformerEmbedder.embed_batch``)."""
     if kind == "hashing":
         return HashingEmbedder()
-    from qa.embedding import SentenceTransformerEmbedder
-    from qa.models import resolve_model
+    from qa.encoders.provision import resolve_model
+    from qa.encoders.sentence_transformers import SentenceTransformerEmbedder
 
     r = resolve_model(settings.model, settings.model_cache_dir, settings.allow_download)
     return SentenceTransformerEmbedder(str(r.path), r.model_id, r.weights_sha256,
@@ -179,7 +179,7 @@ def bench_pipeline(corpus: Path, paragraphs: int, work: Path, embedders: dict[st
                    bare_pps: float, settings: Settings, log: Log) -> dict[str, Any]:
     """``build_index`` per backend; passages/s counts the source paragraphs (a paragraph
     longer than the model's window becomes several chunks)."""
-    from qa.indexing import build_index
+    from qa.index.build import build_index
 
     out: dict[str, Any] = {"paragraphs": paragraphs}
     for name, emb in embedders.items():
@@ -208,7 +208,7 @@ def bench_pipeline(corpus: Path, paragraphs: int, work: Path, embedders: dict[st
 
 def bench_quality(zh: Path, en: Path, embedders: dict[str, Embedder], settings: Settings,
                   log: Log) -> dict[str, Any]:
-    from qa.evaluation import evaluate, load_squad
+    from qa.evaluation.retrieval import evaluate, load_squad
 
     out: dict[str, Any] = {}
     for name, emb in embedders.items():
@@ -233,10 +233,11 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
                bare: Embedder, emb: Embedder, queries: list[str], cfg: BenchConfig,
                work: Path, log: Log) -> dict[str, Any]:
     """In-process single queries first, then the server; disjoint query slices per level."""
-    from qa import bench_http as h
-    from qa.indexing import current_generation, open_index
-    from qa.search import Searcher
-    from qa.vectors import FaissIndex, serve_single_threaded
+    from qa.evaluation import bench_http as h
+    from qa.index.load import open_index
+    from qa.index.manifest import current_generation
+    from qa.index.vectors.faiss import FaissIndex, serve_single_threaded
+    from qa.retrieve.search import Searcher
 
     # The server's thread settings, so that the in-process figures compare with its: without
     # them this process's OpenBLAS threads spun against the encoder's (searcher.search p95
@@ -263,7 +264,7 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
                                         base_qs),
     }}
     searcher.index.store.close()
-    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]),
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH")])),
            "QA_ENCODER_BACKEND": backend, "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir),
            "QA_MODEL": settings.model, "QA_ALLOW_DOWNLOAD": "false"}
@@ -294,7 +295,7 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
 
 
 def run_scale(n: int, log: Log) -> dict[str, Any] | None:
-    script = Path(__file__).resolve().parents[1] / "scripts" / "scale_bench.py"
+    script = Path(__file__).resolve().parents[2] / "scripts" / "scale_bench.py"
     if not script.exists():
         return None
     log(f"scale_bench --n {n} ...")
@@ -337,7 +338,7 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
         results["encoder"] = bench_encoders(
             bare, {b: embedders[b] for b in cfg.backends if b != "torch"}, passages,
             cfg.blocks, log)
-        from qa.evaluation import load_squad
+        from qa.evaluation.retrieval import load_squad
 
         cmrc_bench = load_squad(cmrc, name="cmrc")
         results["pipeline"] = bench_pipeline(
@@ -360,7 +361,7 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
         for b in cfg.http_backends:
             index_dir = work / f"index-{b}"
             if not index_dir.exists():
-                from qa.indexing import build_index
+                from qa.index.build import build_index
 
                 build_index(cmrc_bench.corpus_dir, index_dir, embedders[b],
                             batch_size=settings.batch_size)

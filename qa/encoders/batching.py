@@ -2,7 +2,7 @@
 
 A transformer encodes 32 short queries in little more time than one on a CPU, so when the
 API's thread pool holds many concurrent searches it pays to hand their queries to the
-encoder together. :class:`MicroBatchingEmbedder` wraps any :class:`~qa.embedding.Embedder`:
+encoder together. :class:`MicroBatchingEmbedder` wraps any :class:`~qa.encoders.base.Embedder`:
 
 * a query call is queued; one worker thread takes everything queued (up to ``max_batch``
   texts), encodes it in one inner call and hands each caller its rows;
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qa.embedding import Embedder, Kind
+from qa.encoders.base import Embedder, Kind
 
 
 class _Request:

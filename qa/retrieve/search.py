@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qa.embedding import Embedder
+from qa.encoders.base import Embedder
 from qa.errors import InvalidRequest, UnknownDocument
-from qa.indexing import LoadedIndex
-from qa.tokenize import script_of, to_simplified
+from qa.index.load import LoadedIndex
+from qa.ingest.tokenize import script_of, to_simplified
 from qa.types import Hit, format_citation
 
 MODES = ("auto", "hybrid", "dense", "lexical")

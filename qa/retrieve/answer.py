@@ -19,11 +19,11 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from qa.chunking import split_sentences
 from qa.errors import InvalidRequest
-from qa.indexing import reference_queries
-from qa.search import Searcher, SearchResult
-from qa.tokenize import script_of, to_simplified
+from qa.index.hubness import reference_queries
+from qa.ingest.chunking import split_sentences
+from qa.ingest.tokenize import script_of, to_simplified
+from qa.retrieve.search import Searcher, SearchResult
 from qa.types import Hit
 
 MAX_SENTENCES = 10

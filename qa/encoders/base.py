@@ -1,0 +1,80 @@
+"""The Embedder interface, batch embedding and the hashing fake.
+
+Every backend returns L2-normalised float32 rows, so inner product is cosine similarity.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Literal, Protocol
+
+import numpy as np
+
+Kind = Literal["query", "passage"]
+
+
+class Embedder(Protocol):
+    """Turns texts into unit vectors. ``fingerprint`` names the exact weights and backend,
+    so an index never mixes vectors from two of them."""
+
+    model_id: str
+    dim: int
+    fingerprint: str
+    max_tokens: int
+
+    def embed_batch(self, texts: Sequence[str], kind: Kind) -> np.ndarray: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+def embed(embedder: Embedder, texts: Sequence[str], kind: Kind, batch_size: int = 64,
+          progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Embed any number of texts in batches, reporting how many are done after each.
+
+    Texts are batched in order of length (and put back in their order after): an index mixes
+    512-token paragraphs with 20-token sentences, and a batch pads every text to its longest.
+    """
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        out[rows] = embedder.embed_batch([texts[r] for r in rows], kind)
+        if progress:
+            progress(min(len(texts), i + batch_size))
+    return out
+
+
+class HashingEmbedder:
+    """A fast deterministic fake: hashes jieba tokens and character bigrams into a small
+    vector, so passages that share words with a query still rank first. For unit tests
+    and for trying the service without model weights; never for real retrieval."""
+
+    model_id = "hashing-fake"
+    max_tokens = 512
+
+    def __init__(self, dim: int = 256) -> None:
+        from qa.ingest.tokenize import Tokenizer, normalize
+
+        self.dim = dim
+        self.fingerprint = f"hashing-fake-{dim}-v1"
+        self._tok = Tokenizer()
+        self._normalize = normalize
+
+    def _features(self, text: str) -> list[str]:
+        norm = self._normalize(text)
+        chars = [c for c in norm if not c.isspace()]
+        return self._tok(text) + ["".join(p) for p in zip(chars, chars[1:], strict=False)]
+
+    def embed_batch(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for feat in self._features(text):
+                h = int.from_bytes(hashlib.blake2b(feat.encode(), digest_size=8).digest(), "little")
+                out[row, h % self.dim] += 1.0 if (h >> 63) else -1.0
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        norms[norms == 0] = 1.0
+        return out / norms
+
+    def count_tokens(self, text: str) -> int:
+        return len(text)

@@ -1,0 +1,44 @@
+"""Hubness: how strongly each chunk attracts English questions in general."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+REFERENCE_BANK = Path(__file__).resolve().parent.parent / "data" / "reference_queries_en.txt"
+HUB_K = 10
+HUB_SENTENCE_WEIGHT = 0.4
+
+
+def reference_queries() -> list[str]:
+    """Generic English questions (none from any evaluation set) used to measure hubness."""
+    if not REFERENCE_BANK.exists():
+        return []
+    lines = REFERENCE_BANK.read_text(encoding="utf-8").splitlines()
+    return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
+
+
+def hub_scores(bank: np.ndarray, vectors: np.ndarray,
+               sentences: tuple[np.ndarray, np.ndarray] | None, block: int = 65536) -> np.ndarray:
+    """How strongly each chunk attracts English questions in general: the mean of its
+    ``HUB_K`` best dense scores against the reference bank. Short or generic Chinese passages
+    ("感谢记者朋友的提问") sit close to every English question; search subtracts a share
+    of this for English queries (a CSLS-style hubness correction)."""
+    n = len(vectors)
+    out = np.zeros(n, dtype=np.float32)
+    k = min(HUB_K, len(bank))
+    w = HUB_SENTENCE_WEIGHT if sentences is not None else 0.0
+    for lo in range(0, n, block):
+        hi = min(n, lo + block)
+        scores = np.asarray(vectors[lo:hi], dtype=np.float32) @ bank.T
+        if sentences is not None:
+            sent_vecs, offsets = sentences
+            a, b = offsets[lo], offsets[hi]
+            sims = np.asarray(sent_vecs[a:b], dtype=np.float32) @ bank.T
+            best = np.maximum.reduceat(sims, offsets[lo:hi] - a, axis=0)
+            scores = (1 - w) * scores + w * best
+        out[lo:hi] = np.sort(scores, axis=1)[:, -k:].mean(axis=1)
+    return out
+
+

@@ -1,0 +1,64 @@
+"""Where a generation's vectors live: FAISS files inside it, or Milvus collections."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from qa.index.manifest import read_manifest
+from qa.index.vectors.base import VectorIndex
+from qa.index.vectors.factory import drop_vectors, load_vector_index, make_vector_index
+from qa.index.vectors.milvus import collection_name
+
+
+@dataclass(frozen=True)
+class VectorStore:
+    """Where the vectors of a generation live: FAISS files inside it (the default), or one
+    Milvus collection per generation and kind (``backend="milvus"``, docs/SCALING.md)."""
+
+    backend: str = "faiss"
+    uri: str | None = None
+    token: str | None = None
+    collection: str = "qa_chunks"
+    index_type: str | None = None
+    index_params: dict[str, Any] | None = None
+    search_params: dict[str, Any] | None = None
+
+    def _file(self, folder: Path, kind: str, engine: str) -> Path:
+        return folder / (f"{kind}.milvus.json" if engine == "milvus" else f"{kind}.faiss")
+
+    def create(self, dim: int, vectors: np.ndarray, folder: Path, kind: str, gen_name: str,
+               hnsw_threshold: int) -> VectorIndex:
+        index = make_vector_index(
+            dim, len(vectors), backend=self.backend, hnsw_threshold=hnsw_threshold,
+            milvus_uri=self.uri, milvus_token=self.token,
+            collection=collection_name(f"{self.collection}_{kind}", gen_name),
+            milvus_index_type=self.index_type, milvus_index_params=self.index_params,
+            milvus_search_params=self.search_params)
+        index.add(vectors)
+        index.save(self._file(folder, kind, self.backend))
+        return index
+
+    def open(self, folder: Path, kind: str, meta: dict[str, Any]) -> VectorIndex:
+        engine = meta.get("engine", "faiss")
+        return load_vector_index(self._file(folder, kind, engine), meta,
+                                 milvus_token=self.token, milvus_uri=self.uri)
+
+    def drop(self, folder: Path) -> None:
+        """Best effort: remove a replaced generation's Milvus collections."""
+        try:
+            manifest = read_manifest(folder)
+        except (OSError, ValueError):
+            return
+        for key in ("vectors", "sentences"):
+            meta = manifest.get(key)
+            if meta and meta.get("engine") == "milvus":
+                try:
+                    drop_vectors(meta, milvus_token=self.token)
+                except Exception:  # noqa: BLE001 - a leftover collection is not an error
+                    pass
+
+
