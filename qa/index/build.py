@@ -40,6 +40,7 @@ from qa.index.hubness import (
 )
 from qa.index.lexical import BM25Index
 from qa.index.manifest import FORMAT, current_generation, fsync_dir, read_manifest
+from qa.index.second import same_encoders, second_of, vocabulary_terms, write_second
 from qa.index.store import ChunkStore, write_store
 from qa.index.vectors.store import VectorStore
 from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
@@ -73,6 +74,7 @@ class BuildReport:
     chunks: int = 0
     embedded: int = 0
     sentences_embedded: int = 0
+    second_embedded: int = 0  # passages and sentences embedded by the second encoder
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -84,8 +86,10 @@ class BuildReport:
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
+    # A change in the set of encoders (a second encoder added, removed or replaced) is a
+    # change of model: every vector is made again.
     return bool(prev) and prev["model"]["fingerprint"] == embedder.fingerprint \
-        and prev["chunker"] == settings
+        and prev["chunker"] == settings and same_encoders(prev, second_of(embedder))
 
 
 def _sentence_texts(chunk: Chunk) -> list[str]:
@@ -136,6 +140,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         sent_parts: list[np.ndarray] = []
         sent_counts: list[int] = []
         to_embed: list[tuple[int, Chunk]] = []
+        origin: list[int] = []  # each row's row in the previous generation, or -1 if new
         doc_entries: dict[str, Any] = {}
         titles = {d.doc_id: d.title for d in docs}
         try:
@@ -145,6 +150,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                     report.unchanged.append(doc.doc_id)
                     kept = list(prev_store.iter_doc(doc.doc_id))
                     old_rows = [r for r, _, _ in kept]
+                    origin.extend(old_rows)
                     for _, ch, toks in kept:
                         toks = toks if same_lexicon else tokenizer(ch.clean_text)
                         rows.append((len(rows), ch, toks))
@@ -159,6 +165,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                     chunks = chunk_document(doc.doc_id, doc.text, markdown=None,
                                             max_tokens=window, count_tokens=embedder.count_tokens)
                     vec_parts.append(np.zeros((len(chunks), embedder.dim), dtype=np.float32))
+                    origin.extend([-1] * len(chunks))
                     for ch in chunks:
                         to_embed.append((len(rows), ch))
                         rows.append((len(rows), ch, tokenizer(ch.clean_text)))
@@ -182,10 +189,21 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             for doc in docs:
                 doc_entries[doc.doc_id]["chunks"] = sum(1 for _, c, _ in rows
                                                         if c.doc_id == doc.doc_id)
+            second = second_of(embedder)
+            second_meta = bm25 = None
+            if second is not None:
+                bm25 = BM25Index.build([toks for _, _, toks in rows])
+                second_meta = write_second(
+                    tmp, second, [ch.clean_text for _, ch, _ in rows],
+                    [_sentence_texts(ch) if origin[r] < 0 else [] for r, ch, _ in rows],
+                    origin, prev_gen if reuse else None, offsets if sentence_vectors else None,
+                    vocabulary_terms(bm25.vocab, bm25.idf), batch_size, gen_name,
+                    hnsw_threshold)
+                report.second_embedded = int(second_meta["embedded"])
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
                               tokenizer, hnsw_threshold,
                               (sentences, offsets) if sentence_vectors else None,
-                              vector_store or VectorStore(), gen_name)
+                              vector_store or VectorStore(), gen_name, second_meta, bm25)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -238,7 +256,8 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                       vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
                       doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
                       sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
-                      gen_name: str) -> None:
+                      gen_name: str, second: dict[str, Any] | None = None,
+                      bm25: BM25Index | None = None) -> None:
     np.save(tmp / "vectors.npy", vectors)
     # Reporter questions in a transcript are context for the answer that follows, not
     # answers: search ranks them below answers (qa.retrieve.search.FusionParams.question_penalty).
@@ -261,7 +280,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         hub_meta = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K,
                     "sentence_weight": HUB_SENTENCE_WEIGHT}
     write_store(tmp / "chunks.sqlite", docs, rows)
-    bm25 = BM25Index.build([toks for _, _, toks in rows])
+    bm25 = bm25 or BM25Index.build([toks for _, _, toks in rows])
     bm25.save(tmp)
     manifest = {
         "format": FORMAT,
@@ -272,6 +291,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         "vectors": index.describe(),
         "sentences": sentence_meta,
         "hubness": hub_meta,
+        "second": second,
         "lexical": {"engine": "bm25", "k1": bm25.k1, "b": bm25.b,
                     "tokenizer": LEXICAL_TOKENIZER, "user_words": list(tokenizer.user_words)},
         "documents": doc_entries,

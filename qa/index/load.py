@@ -12,6 +12,7 @@ from qa.encoders.base import Embedder
 from qa.errors import IndexMismatch, IndexNotReady
 from qa.index.lexical import BM25Index
 from qa.index.manifest import FORMAT, current_generation, read_manifest
+from qa.index.second import SecondIndex, open_second, same_encoders, second_of
 from qa.index.store import ChunkStore
 from qa.index.vectors.base import VectorIndex
 from qa.index.vectors.store import VectorStore
@@ -35,6 +36,7 @@ class LoadedIndex:
     sentence_owner: np.ndarray | None = None
     hub_en: np.ndarray | None = None
     question_rows: np.ndarray | None = None
+    second: SecondIndex | None = None  # the second encoder's arrays, when the service has one
 
 
 def _mapped(path: Path) -> np.ndarray:
@@ -60,6 +62,14 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
             f"the index in {index_dir} was built with {manifest['model']['id']} "
             f"({manifest['model']['fingerprint']}), but the service loaded {embedder.model_id} "
             f"({embedder.fingerprint}); rebuild it with `qa index`")
+    second = second_of(embedder) if embedder is not None else None
+    if second is not None and not same_encoders(manifest, second):
+        old = manifest.get("second") or {}
+        raise IndexMismatch(
+            f"the index in {index_dir} was built with the second encoder "
+            f"{old.get('id', 'none')} ({old.get('fingerprint', '-')}), but the service loaded "
+            f"{second.model_id} ({second.fingerprint}); rebuild it with `qa index` "
+            "(or set QA_SECOND_ENCODER=none)")
     store_cfg = vector_store or VectorStore()
     vectors = store_cfg.open(gen, "vectors", manifest["vectors"])
     matrix = _mapped(gen / "vectors.npy")
@@ -78,4 +88,8 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
         loaded.question_rows = np.load(gen / "question_rows.npy")
     if manifest.get("hubness"):
         loaded.hub_en = np.load(gen / "hub_en.npy")
+    if second is not None:
+        # A service without a second encoder ignores these files: its e5-only search is
+        # exactly what an e5-only generation gives.
+        loaded.second = open_second(gen, manifest)
     return loaded

@@ -24,7 +24,10 @@ import numpy as np
 from qa.encoders.base import Embedder
 from qa.errors import InvalidRequest, UnknownDocument
 from qa.index.load import LoadedIndex
+from qa.index.second import second_of
 from qa.ingest.tokenize import script_of, to_simplified
+from qa.retrieve.fusion import SecondParams, add_leg
+from qa.retrieve.second import SecondView
 from qa.types import Hit, format_citation
 
 MODES = ("auto", "hybrid", "dense", "lexical")
@@ -58,6 +61,8 @@ class FusionParams:
     # A reporter's question restates what the user asks, so it outscores the answer that
     # follows it; in auto mode it is ranked below answers by this much.
     question_penalty: float = 0.1
+    # The second encoder, when the index and the embedder have one (qa.retrieve.fusion).
+    second: SecondParams = field(default_factory=SecondParams)
 
 
 @dataclass
@@ -98,6 +103,10 @@ class Searcher:
         # (HNSW above the size threshold, Milvus) give candidates first.
         self._scan = all(getattr(v, "kind", None) == "flat"
                          for v in (index.vectors, index.sentences) if v is not None)
+        second = second_of(embedder)
+        self.second = None if second is None or index.second is None else SecondView(
+            index.second, second, index.lexical, index.sentence_offsets, self.params.second,
+            self._scan and getattr(index.second.vectors, "kind", None) == "flat", cache_size)
 
     # -- legs ---------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
@@ -117,6 +126,8 @@ class Searcher:
         for i in range(0, len(todo), batch_size):
             part = todo[i:i + batch_size]
             self._remember(dict(zip(part, self.embedder.embed_batch(part, "query"), strict=True)))
+            if self.second is not None:
+                self.second.embed([q for q in part if self.second.active(script_of(q) == "en")])
 
     def _remember(self, vecs: dict[str, np.ndarray]) -> None:
         with self._cache_lock:
@@ -261,6 +272,12 @@ class Searcher:
         raw_dense = self._dense(qvec, n, allowed)
         dense = self._dehub(english, raw_dense) if mode != "lexical" else {}
         lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
+        translated: dict[int, float] = {}
+        signals: dict[str, float] = {}
+        if self.second is not None and mode != "lexical":
+            dense, translated, signals = self.second.apply(
+                to_simplified(query), english, mode, dense, lexical, allowed, n,
+                lambda rows: self._dehub(english, self._dense_exact(qvec, rows)))
         if mode == "dense":
             fused = dense
         elif mode == "lexical":
@@ -269,6 +286,7 @@ class Searcher:
             fused = self._fuse_rrf(dense, lexical)
         else:
             fused = self._fuse_auto(english, weight, qvec, tokens, dense, lexical)
+            fused = add_leg(fused, translated, self.params.second.translate_weight)
             questions = self.index.question_rows
             if questions is not None and self.params.question_penalty:
                 fused = {r: v - self.params.question_penalty * bool(questions[r])
