@@ -37,6 +37,11 @@ class SecondParams:
     translate_weight: float = 0.1
     translate_floor: float = 0.6
     translate_per_term: int = 3
+    # The no-answer confidence of English questions when this encoder is on: logistic
+    # weights (bias, best e5 score, best USE score, share of the question's words the
+    # corpus knows: translated or used as they are). Fitted by scripts/calibrate.py on one
+    # half of the own English questions; docs/EVAL.md reports the other half.
+    confidence_en: tuple[float, float, float, float] = (-1.453, 0.086, 0.649, 1.519)
 
     def weight(self, english: bool) -> float:
         return self.weight_en if english else self.weight_zh

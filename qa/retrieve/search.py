@@ -254,6 +254,10 @@ class Searcher:
         b, w_best, w_cov, w_gap = self.params.conf_en if english else self.params.conf_zh
         z = (b + w_best * features["best_dense"] + w_cov * features["coverage"]
              + w_gap * features["gap"])
+        if english and "second_best" in features and "translated_share" in features:
+            b, w_best, w_second, w_known = self.params.second.confidence_en
+            z = (b + w_best * features["best_dense"] + w_second * features["second_best"]
+                 + w_known * features["translated_share"])
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     # -- public -------------------------------------------------------------------------
@@ -299,6 +303,7 @@ class Searcher:
             "coverage": coverage,
             "gap": (top_dense[0] - top_dense[min(9, len(top_dense) - 1)]) if top_dense else 0.0,
         }
+        features.update(signals)
         conf = self.confidence(features, english)
         return SearchResult(
             query=query, mode=mode, hits=hits,

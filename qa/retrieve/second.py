@@ -83,10 +83,11 @@ class SecondView:
         lexical leg for the auto mode, the confidence signals). ``query`` is simplified."""
         if not self.active(english):
             return dense, {}, {}
-        translated = self.translated(query, k, allowed) if english and mode == "auto" else {}
+        translated, found = self.translated(query, k, allowed) if english else ({}, {})
         fused, signals = self.fuse(self.embed([query])[0], english, dense,
                                    [*lexical, *translated], allowed, 2 * k, exact)
-        return fused, translated, signals
+        # The translated leg ranks in the auto mode only; its signals serve every mode.
+        return fused, translated if mode == "auto" else {}, {**signals, **found}
 
     # -- dense ----------------------------------------------------------------------------
     def scores(self, qvec: np.ndarray, english: bool,
@@ -140,25 +141,37 @@ class SecondView:
                 "agree": float(int(rows[order[0]]) == top_first)}
 
     # -- translated lexical leg -------------------------------------------------------------
-    def translated(self, query: str, k: int, allowed: list[int] | None) -> dict[int, float]:
+    def translated(self, query: str, k: int, allowed: list[int] | None
+                   ) -> tuple[dict[int, float], dict[str, float]]:
         """The best ``k`` chunks for the English question's words translated into corpus
-        terms, scored between 0 and about 1 (BM25 over this query's bound and best hit)."""
+        terms, scored between 0 and about 1 (BM25 over this query's bound and best hit);
+        and two signals for the confidence: the share of the question's words that have a
+        translation in the corpus, and the best chunk's share of the bound."""
         p = self.params
         terms = english_terms(query)
-        if not terms or not len(self._vocab_cols) or not p.translate_weight:
-            return {}
+        if not terms or not len(self._vocab_cols):
+            return {}, {"translated_share": 0.0, "translated_best": 0.0}
         vecs = self._terms.get_many(terms, self._encode, self.embedder.dim)
         sims, ids = self.index.vocab.search(vecs, p.translate_per_term)
+        # A word the corpus knows: one with a translation among its terms, or one that it
+        # uses as it is (digits, GDP, 5G). Unanswerable questions name things it does not.
+        words = [i for i, t in enumerate(terms) if " " not in t]
+        known = [sims[i, 0] >= p.translate_floor or terms[i] in self.lexical.vocab
+                 for i in words]
+        found = {"translated_share": float(np.mean(known)) if words else 0.0,
+                 "translated_best": 0.0}
         weights = term_weights(sims, ids, self._vocab_cols, p.translate_floor)
         if not weights:
-            return {}
+            return {}, found
         lex = self.lexical
         scores, bound = weighted_bm25(lex.weights, lex.idf, lex.k1, weights)
         rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
         sub = scores[rows]
         hit = np.flatnonzero(sub > 0)
         if not hit.size:
-            return {}
+            return {}, found
         hit = hit[top_rows(sub[hit], k)]
-        scale = 0.5 * bound + 0.5 * float(sub[hit].max())
-        return {int(rows[h]): float(sub[h]) / scale for h in hit}
+        best = float(sub[hit].max())
+        found["translated_best"] = best / bound if bound else 0.0
+        scale = 0.5 * bound + 0.5 * best
+        return {int(rows[h]): float(sub[h]) / scale for h in hit}, found
