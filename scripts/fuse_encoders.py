@@ -43,7 +43,7 @@ BENCHES = ("xquad", "cmrc", "corpus")
 def cache(out: Path, data_dir: Path, names: list[str]) -> None:
     from qa.encoders.use import UseEmbedder
 
-    e5 = make_embedder(Settings(allow_download=False))
+    e5 = make_embedder(Settings(allow_download=False, second_encoder="none"))
     use = UseEmbedder()
     for name in names:
         d = out / name
@@ -102,13 +102,42 @@ def cache(out: Path, data_dir: Path, names: list[str]) -> None:
                             for r in range(n)], np.int64)
         np.save(d / "para_group.npy", para_id)
         (d / "questions.json").write_text(json.dumps(meta, ensure_ascii=False), "utf-8")
+        cache_translation(d, idx, use, [q.text for _, q in questions],
+                          [m["english"] for m in meta])
         idx.store.close()
+
+
+def cache_translation(d: Path, idx, use, texts: list[str], english: list[bool]) -> None:
+    """What the translated lexical leg needs: each English question's terms
+    (qa.retrieve.translate.english_terms), their 10 nearest corpus terms by USE, and whether
+    the corpus knows each word, for the grid to re-weight without embedding again."""
+    from qa.index.second import vocabulary_terms
+    from qa.retrieve.translate import english_terms
+
+    vocab = vocabulary_terms(idx.lexical.vocab, idx.lexical.idf)
+    if not (d / "vocab_use.npy").exists():
+        print(f"{d.name}: {len(vocab)} vocabulary terms with USE", flush=True)
+        np.save(d / "vocab_use.npy", embed(use, vocab, "passage", batch_size=256))
+    vv = np.load(d / "vocab_use.npy")
+    cols = np.array([idx.lexical.vocab[t] for t in vocab], np.int64)
+    out = []
+    for text, en in zip(texts, english, strict=True):
+        terms = english_terms(text) if en else []
+        if not terms:
+            out.append(None)
+            continue
+        sims = use.embed_batch(terms, "query") @ vv.T
+        top = np.argsort(-sims, axis=1)[:, :10]
+        out.append({"terms": terms, "sims": np.take_along_axis(sims, top, 1).tolist(),
+                    "cols": cols[top].tolist(),
+                    "literal": [t in idx.lexical.vocab for t in terms]})
+    (d / "translation.json").write_text(json.dumps(out, ensure_ascii=False), "utf-8")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("stage", choices=("cache", "grid"))
+    ap.add_argument("stage", choices=("cache", "grid", "translation"))
     ap.add_argument("--out", type=Path, default=Path("/tmp/use-exp"))
     ap.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--benchmark", action="append", default=None)
@@ -116,6 +145,18 @@ def main() -> None:
     names = args.benchmark or list(BENCHES)
     if args.stage == "cache":
         cache(args.out, args.data_dir, names)
+    elif args.stage == "translation":  # only the translation cache (added later)
+        from qa.encoders.use import UseEmbedder
+
+        e5 = make_embedder(Settings(allow_download=False, second_encoder="none"))
+        use = UseEmbedder()
+        for name in names:
+            d = args.out / name
+            bench = named_benchmark(name, args.data_dir, ROOT / "corpus", ROOT / "tests/data")
+            meta = json.loads((d / "questions.json").read_text("utf-8"))
+            idx = open_index(d / "index", e5)
+            cache_translation(d, idx, use, [q.text for sl in bench.slices for q in sl.questions],
+                              [m["english"] for m in meta])
     else:
         from fuse_grid import grid  # scripts/fuse_grid.py
 

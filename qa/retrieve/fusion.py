@@ -36,7 +36,7 @@ class SecondParams:
     # each word keeps its `translate_per_term` nearest terms at cosine >= `translate_floor`.
     translate_weight: float = 0.1
     translate_floor: float = 0.6
-    translate_per_term: int = 3
+    translate_per_term: int = 2
     # The no-answer confidence of English questions when this encoder is on: logistic
     # weights (bias, best e5 score, best USE score, share of the question's words the
     # corpus knows: translated or used as they are). Fitted by scripts/calibrate.py on one
