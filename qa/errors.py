@@ -1,8 +1,8 @@
 """The error tree of qa. Each error knows its HTTP status and a stable code.
 
 Errors are raised by the lower layers with plain messages and translated once:
-by the exception handler in ``qa.api.errors`` for HTTP, and by the single catch
-in ``qa.cli`` for the command line.
+by the exception handlers in ``qa.api.errors`` for HTTP, by the single catch in
+``qa.cli.main`` for the command line, and by the tool wrapper in ``qa.mcp.server``.
 
     QAError (500, internal)
     ├── InvalidRequest (422, invalid_request)     bad query, top_k, mode ...
@@ -12,7 +12,11 @@ in ``qa.cli`` for the command line.
     ├── IndexMismatch (409, index_mismatch)       index built by other weights/chunker
     ├── ModelUnavailable (503, model_unavailable) weights cannot be found or loaded
     ├── CorpusError (400, corpus_error)           unreadable corpus file or metadata
+    ├── PayloadTooLarge (413, payload_too_large)  a request body over its limit
+    ├── ConfigError (503, config_error)           a setting has an invalid value
     └── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
+
+The MCP server turns them into tool errors the same way (``qa.mcp.server``).
 """
 
 from __future__ import annotations
@@ -67,3 +71,16 @@ class CorpusError(QAError):
 class UpstreamError(QAError):
     status = 502
     code = "upstream_error"
+
+
+class PayloadTooLarge(QAError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ConfigError(QAError):
+    """A setting (QA_* variable, .env line or command-line option) has an invalid value; the
+    service cannot work as configured until it is fixed."""
+
+    status = 503
+    code = "config_error"

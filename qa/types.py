@@ -1,4 +1,4 @@
-"""Small frozen records shared by every layer. API schemas live in ``qa.api.schemas``."""
+"""Small frozen records shared by every layer. API schemas live in ``qa.service.schemas``."""
 
 from __future__ import annotations
 

@@ -21,11 +21,11 @@ from fastapi.responses import StreamingResponse
 
 from qa.api.answer_schemas import AnswerRequest, AnswerResponse
 from qa.api.routes import SearcherDep
-from qa.api.schemas import ErrorResponse
 from qa.config import Settings
 from qa.errors import UpstreamError
 from qa.retrieve.answer import Answer, answer
 from qa.retrieve.llm import ChatClient, LLMConfig, build_messages, enforce_citations
+from qa.service.schemas import ErrorResponse
 
 log = logging.getLogger("qa.api")
 router = APIRouter()

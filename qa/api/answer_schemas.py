@@ -1,13 +1,13 @@
-"""HTTP schemas of POST /answer. Like ``qa.api.schemas``: a public contract, extend it,
+"""HTTP schemas of POST /answer. Like ``qa.service.schemas``: a public contract, extend it,
 never rename a field."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa.api.schemas import Passage
 from qa.retrieve.answer import MAX_SENTENCES, Answer, Sentence
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.service.schemas import Passage
 
 
 class AnswerRequest(BaseModel):

@@ -17,6 +17,7 @@ from qa.api.routes import router
 from qa.api.tool_routes import router as tool_router
 from qa.config import Settings, get_settings
 from qa.encoders.base import Embedder
+from qa.mcp.server import StreamableHTTPEndpoint, build_mcp_server, state_searcher
 from qa.service.state import ServiceState
 
 _STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -33,9 +34,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     ``background=False`` loads synchronously at startup."""
     settings = settings or get_settings()
     state = ServiceState(settings, embedder)
-    # MCP over streamable HTTP at /mcp, on this app's state (imported here: it uses qa.api).
-    from qa.mcp.server import StreamableHTTPEndpoint, build_mcp_server, state_searcher
-
+    # MCP over streamable HTTP at /mcp, on this app's state. The MCP server knows nothing of
+    # HTTP routes: both edges share qa.service, and only this factory mounts one in the other.
     mcp = StreamableHTTPEndpoint(build_mcp_server(state_searcher(state)), host=settings.host)
 
     @asynccontextmanager

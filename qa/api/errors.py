@@ -14,13 +14,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qa.errors import QAError
+from qa.errors import PayloadTooLarge, QAError
 
 log = logging.getLogger("qa.api")
-
-class PayloadTooLarge(QAError):
-    status = 413
-    code = "payload_too_large"
 
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",

@@ -10,20 +10,18 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from qa.api.schemas import (
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.search import Searcher
+from qa.service.documents import document_detail, list_document_summaries
+from qa.service.schemas import (
     DocumentDetail,
     DocumentList,
-    DocumentSummary,
     ErrorResponse,
     Mode,
-    Paragraph,
     SearchRequest,
     SearchResponse,
 )
-from qa.errors import UnknownDocument
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
 from qa.service.state import ServiceState
-from qa.types import Chunk
 
 router = APIRouter()
 
@@ -82,38 +80,11 @@ def get_search(
     return json_response(SearchResponse.of(searcher.search(q, top_k, mode, doc_id)))
 
 
-def paragraphs_of(chunks: list[Chunk]) -> list[Paragraph]:
-    out: dict[int, Paragraph] = {}
-    for c in chunks:
-        p = out.get(c.paragraph)
-        if p is None:
-            out[c.paragraph] = Paragraph(
-                paragraph=c.paragraph, char_start=c.char_start, char_end=c.char_end,
-                text=c.text, display_text=c.clean_text, section=list(c.section),
-                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context)
-        elif c.char_end > p.char_end:
-            # Windows of one long paragraph overlap; the paragraph is their union.
-            p.text = p.text + c.text[p.char_end - c.char_start:]
-            p.display_text = p.text.replace("\n", "")
-            p.char_end = c.char_end
-    return [out[k] for k in sorted(out)]
-
-
-def document_summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSummary:
-    d = searcher.index.store.documents[doc_id]
-    return DocumentSummary(doc_id=d.doc_id, title=d.title, date=d.date, source=d.source,
-                           type=d.doc_type, language=d.language, path=d.path, sha256=d.sha256,
-                           paragraph_count=len({c.paragraph for c in chunks}),
-                           chunk_count=len(chunks))
-
-
 @router.get("/documents", response_model=DocumentList, operation_id="list_documents",
             summary="List the indexed documents", tags=["documents"], responses=_ERRORS)
 def list_documents(searcher: SearcherDep) -> DocumentList:
     """Every indexed document with its metadata (title, date, source, type) and counts."""
-    store = searcher.index.store
-    return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
-                                   for d in sorted(store.documents)])
+    return list_document_summaries(searcher)
 
 
 @router.get("/documents/{doc_id}", response_model=DocumentDetail, operation_id="get_document",
@@ -121,12 +92,7 @@ def list_documents(searcher: SearcherDep) -> DocumentList:
             responses=_ERRORS)
 def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
     """One document's metadata and its indexed paragraphs, with exact source offsets."""
-    store = searcher.index.store
-    if doc_id not in store.documents:
-        raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
-    chunks = store.chunks_of(doc_id)
-    summary = document_summary(searcher, doc_id, chunks)
-    return DocumentDetail(**summary.model_dump(), paragraphs=paragraphs_of(chunks))
+    return document_detail(searcher, doc_id)
 
 
 @router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])

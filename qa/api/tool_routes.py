@@ -14,8 +14,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
-from qa.api.schemas import ErrorResponse
 from qa.errors import InvalidRequest, NotFound, QAError
+from qa.service.schemas import ErrorResponse
 
 router = APIRouter()
 

@@ -21,7 +21,8 @@ from typing import Any
 from qa.encoders.base import Embedder
 from qa.index.build import build_index
 from qa.index.load import open_index
-from qa.retrieve.search import MODES, FusionParams, Searcher
+from qa.retrieve.query import MODES
+from qa.retrieve.search import FusionParams, Searcher
 
 KS = (1, 5, 10)
 

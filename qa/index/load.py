@@ -25,23 +25,14 @@ class LoadedIndex:
     path: Path
     manifest: dict[str, Any]
     vectors: VectorIndex
-    matrix: np.ndarray
     lexical: BM25Index
     store: ChunkStore
     tokenizer: Tokenizer
     sentences: VectorIndex | None = None
-    sentence_matrix: np.ndarray | None = None
     sentence_offsets: np.ndarray | None = None
     sentence_owner: np.ndarray | None = None
     hub_en: np.ndarray | None = None
     question_rows: np.ndarray | None = None
-
-
-def _mapped(path: Path) -> np.ndarray:
-    """A read-only memory map as a plain ndarray: the same pages, without np.memmap's
-    Python-level indexing (its ``__getitem__``/``__array_finalize__`` were 12% of the server's
-    samples at c=32 in a py-spy profile)."""
-    return np.asarray(np.load(path, mmap_mode="r"))
 
 
 def open_index(index_dir: Path, embedder: Embedder | None = None,
@@ -62,14 +53,12 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
             f"({embedder.fingerprint}); rebuild it with `qa index`")
     store_cfg = vector_store or VectorStore()
     vectors = store_cfg.open(gen, "vectors", manifest["vectors"])
-    matrix = _mapped(gen / "vectors.npy")
     lexical = BM25Index.load(gen)
     store = ChunkStore(gen / "chunks.sqlite")
     tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
-    loaded = LoadedIndex(gen, manifest, vectors, matrix, lexical, store, tokenizer)
+    loaded = LoadedIndex(gen, manifest, vectors, lexical, store, tokenizer)
     if manifest.get("sentences"):
         loaded.sentences = store_cfg.open(gen, "sentences", manifest["sentences"])
-        loaded.sentence_matrix = _mapped(gen / "sentences.npy")
         offsets = np.load(gen / "sentence_offsets.npy")
         loaded.sentence_offsets = offsets
         loaded.sentence_owner = np.repeat(np.arange(len(offsets) - 1, dtype=np.int64),

@@ -24,15 +24,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.types import Receive, Scope, Send
 
 from qa import __version__
-from qa.api.routes import document_summary, paragraphs_of
-from qa.api.schemas import DocumentList, Paragraph, SearchResponse
-from qa.errors import NotFound, QAError, UnknownDocument
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
-from qa.types import format_citation
+from qa.errors import QAError
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.search import Searcher
+from qa.service.documents import PassageInContext, list_document_summaries, passage_in_context
+from qa.service.schemas import DocumentList, SearchResponse
 
 if TYPE_CHECKING:
     from qa.config import Settings
@@ -80,22 +80,6 @@ _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False,
                              idempotent_hint=True, open_world_hint=False)
 
 
-class CitedParagraph(Paragraph):
-    doc_id: str
-    title: str
-    date: str | None
-    citation: str = Field(description="《title》第n段 · speaker · date")
-
-
-class PassageInContext(BaseModel):
-    doc_id: str
-    title: str
-    paragraph_count: int
-    passage: CitedParagraph = Field(description="The paragraph asked for.")
-    previous: CitedParagraph | None = Field(description="The paragraph before it, if any.")
-    next: CitedParagraph | None = Field(description="The paragraph after it, if any.")
-
-
 @contextmanager
 def _as_tool_errors() -> Iterator[None]:
     """QAError -> ToolError: the client gets ``isError`` and a message it can act on."""
@@ -103,30 +87,6 @@ def _as_tool_errors() -> Iterator[None]:
         yield
     except QAError as exc:
         raise ToolError(f"{exc.code}: {exc.message}") from exc
-
-
-def passage_in_context(searcher: Searcher, doc_id: str, paragraph: int) -> PassageInContext:
-    store = searcher.index.store
-    doc = store.documents.get(doc_id)
-    if doc is None:
-        raise UnknownDocument(f"unknown doc_id {doc_id!r}; list_documents names them")
-    paras = paragraphs_of(store.chunks_of(doc_id))
-    at = next((i for i, p in enumerate(paras) if p.paragraph == paragraph), None)
-    if at is None:
-        last = paras[-1].paragraph if paras else 0
-        raise NotFound(f"{doc_id!r} has no paragraph {paragraph}; its paragraphs are "
-                       f"numbered 1 to {last}")
-
-    def cited(i: int) -> CitedParagraph:
-        p = paras[i]
-        return CitedParagraph(
-            **p.model_dump(), doc_id=doc_id, title=doc.title, date=doc.date,
-            citation=format_citation(doc.title, p.paragraph, p.speaker, p.speaker_role,
-                                     doc.date))
-
-    return PassageInContext(doc_id=doc_id, title=doc.title, paragraph_count=len(paras),
-                            passage=cited(at), previous=cited(at - 1) if at > 0 else None,
-                            next=cited(at + 1) if at + 1 < len(paras) else None)
 
 
 def _new_server(lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None,
@@ -182,10 +142,7 @@ def build_mcp_server(get_searcher: SearcherSource, *,
 
     def list_documents() -> DocumentList:
         with _as_tool_errors():
-            searcher = get_searcher()
-            store = searcher.index.store
-            return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
-                                           for d in sorted(store.documents)])
+            return list_document_summaries(get_searcher())
 
     for fn, description, title in (
         (search_passages, SEARCH_DESCRIPTION, "Search cited passages"),

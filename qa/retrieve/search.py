@@ -22,14 +22,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.encoders.base import Embedder
-from qa.errors import InvalidRequest, UnknownDocument
+from qa.errors import UnknownDocument
 from qa.index.load import LoadedIndex
 from qa.ingest.tokenize import script_of, to_simplified
+from qa.retrieve.query import validate
 from qa.types import Hit, format_citation
-
-MODES = ("auto", "hybrid", "dense", "lexical")
-MAX_QUERY_CHARS = 2000
-MAX_TOP_K = 50
 
 
 @dataclass(frozen=True)
@@ -71,18 +68,6 @@ class SearchResult:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
-def validate(query: str, top_k: int, mode: str) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidRequest("query must be a non-empty string")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidRequest(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
-    if mode not in MODES:
-        raise InvalidRequest(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    return query.strip()
-
-
 class Searcher:
     """Searches one loaded index with one embedder; safe to call from several threads."""
 
@@ -96,8 +81,7 @@ class Searcher:
         self._cache_lock = threading.Lock()
         # Exact (flat) indexes are scanned whole by _dense_scan; approximate or remote ones
         # (HNSW above the size threshold, Milvus) give candidates first.
-        self._scan = all(getattr(v, "kind", None) == "flat"
-                         for v in (index.vectors, index.sentences) if v is not None)
+        self._scan = all(v.exhaustive for v in (index.vectors, index.sentences) if v is not None)
 
     # -- legs ---------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
@@ -161,10 +145,10 @@ class Searcher:
         path approximates, at less cost: a flat FAISS search is the same scan, plus a heap and
         a second pass gathering the candidates' sentence rows."""
         idx = self.index
-        scores = idx.matrix @ qvec
+        scores = idx.vectors.score(qvec)
         w = self.params.sentence_weight
-        if idx.sentence_matrix is not None and idx.sentence_offsets is not None and w:
-            best = np.maximum.reduceat(idx.sentence_matrix @ qvec, idx.sentence_offsets[:-1])
+        if idx.sentences is not None and idx.sentence_offsets is not None and w:
+            best = np.maximum.reduceat(idx.sentences.score(qvec), idx.sentence_offsets[:-1])
             scores = (1 - w) * scores + w * best
         rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
         if allowed is not None:
@@ -183,7 +167,7 @@ class Searcher:
         if not rows:
             return {}
         rows = sorted(rows)
-        para = np.asarray(self.index.matrix[rows], dtype=np.float32) @ qvec
+        para = self.index.vectors.score(qvec, np.asarray(rows, dtype=np.int64))
         idx = self.index
         w = self.params.sentence_weight
         if idx.sentences is None or w == 0:
@@ -194,7 +178,7 @@ class Searcher:
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         # Every chunk's sentence rows, concatenated, without a Python loop.
         take = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
-        sims = np.asarray(idx.sentence_matrix[take], dtype=np.float32) @ qvec
+        sims = idx.sentences.score(qvec, take)
         best = np.maximum.reduceat(sims, firsts)
         blended = (1 - w) * para + w * best
         return {r: float(s) for r, s in zip(rows, blended, strict=True)}

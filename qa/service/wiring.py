@@ -10,11 +10,6 @@ from qa.encoders.base import Embedder, HashingEmbedder
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "hashing":
         return HashingEmbedder()
-    if settings.embedder != "sentence-transformers":
-        from qa.errors import InvalidRequest
-
-        raise InvalidRequest(f"unknown embedder {settings.embedder!r} "
-                             "(sentence-transformers or hashing)")
     from qa.encoders.provision import resolve_model
     from qa.encoders.sentence_transformers import SentenceTransformerEmbedder
 

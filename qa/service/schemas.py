@@ -10,7 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, SearchResult
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.search import SearchResult
 from qa.types import Hit
 
 Mode = Literal["auto", "hybrid", "dense", "lexical"]

@@ -1,0 +1,108 @@
+"""``qa index``, ``qa serve`` and ``qa mcp``: building the index and serving it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from qa.cli.app import CorpusOpt, IndexOpt, JsonOpt, ModelOpt, app, settings_from
+from qa.config import Settings
+
+
+def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> Any:
+    """Build or update the index, with a progress bar on stderr; returns the BuildReport."""
+    from tqdm import tqdm
+
+    from qa.index.build import build_index
+    from qa.service.wiring import make_embedder, make_vector_store
+
+    if not quiet:
+        name = settings.model if settings.embedder != "hashing" else "hashing fake"
+        typer.echo(f"loading the embedder ({name}) ...", err=True)
+    embedder = make_embedder(settings)
+    bar: list[tqdm] = []
+
+    def progress(stage: str, done: int, total: int) -> None:
+        if quiet:
+            return
+        if not bar:
+            # Created before the first batch (done == 0), so the rate starts from real time.
+            bar.append(tqdm(total=total, desc="embedding passages and sentences",
+                            unit="text", file=sys.stderr, smoothing=0.1))
+        bar[0].update(done - bar[0].n)
+
+    try:
+        report = build_index(settings.corpus_dir, settings.index_dir, embedder,
+                             embed_context=settings.embed_context,
+                             batch_size=settings.batch_size,
+                             hnsw_threshold=settings.hnsw_threshold,
+                             progress=progress, force=force,
+                             vector_store=make_vector_store(settings))
+    finally:
+        if bar:
+            bar[0].close()
+    if not quiet:
+        typer.echo(f"index {report.generation}: {report.summary()}", err=True)
+        for label, names in (("added", report.added), ("changed", report.changed),
+                             ("removed", report.removed)):
+            if names:
+                typer.echo(f"  {label}: {', '.join(names)}", err=True)
+    return report
+
+
+@app.command()
+def index(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None,
+          force: Annotated[bool, typer.Option(help="Re-embed every document.")] = False,
+          as_json: JsonOpt = False) -> None:
+    """Build or update the index from the corpus folder. Only new or changed documents are
+    embedded again; removed ones disappear; a failed build leaves the previous index in use.
+
+    Example: qa index --corpus corpus --index index
+    """
+    report = run_index(settings_from(corpus_dir=corpus, index_dir=index, model=model),
+                       force=force)
+    if as_json:
+        from dataclasses import asdict
+
+        typer.echo(json.dumps(asdict(report), ensure_ascii=False, indent=2))
+
+
+@app.command()
+def serve(host: Annotated[str | None, typer.Option(
+              envvar="QA_HOST", show_default="127.0.0.1", metavar="ADDRESS",
+              help="Address to listen on (0.0.0.0: every interface).")] = None,
+          port: Annotated[int | None, typer.Option(envvar="QA_PORT", show_default="8000", metavar="PORT",
+                                                   help="Port to listen on.")] = None,
+          corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None,
+          reindex: Annotated[bool, typer.Option(help="Update the index before serving.")]
+          = False) -> None:
+    """Serve the HTTP API, the web page at / and MCP at /mcp (API docs at /docs); builds the
+    index first if there is none.
+
+    Example: qa serve --host 127.0.0.1 --port 8000
+    """
+    import uvicorn
+
+    from qa.api import create_app
+    from qa.index.manifest import current_generation
+
+    settings = settings_from(host=host, port=port, corpus_dir=corpus, index_dir=index,
+                             model=model)
+    if reindex or current_generation(settings.index_dir) is None:
+        run_index(settings)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                log_level="info")
+
+
+@app.command("mcp")
+def mcp_stdio(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None) -> None:
+    """Serve the search tools over MCP on stdin/stdout, for chat applications.
+
+    Example (an "mcpServers" entry): {"command": "qa", "args": ["mcp", "--index", "index"]}
+    """
+    from qa.mcp.server import run_stdio
+
+    run_stdio(settings_from(corpus_dir=corpus, index_dir=index, model=model))
