@@ -19,7 +19,7 @@ from qa.types import Chunk
 CHUNKER_VERSION = "3"
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WS = " \t\r\n\u3000\ufeff\xa0"
+WHITESPACE = " \t\r\n\u3000\ufeff\xa0"
 _TERMINAL = "。！？!?；;…"
 _CLOSERS = "”’」』）)》】\"'"
 
@@ -75,7 +75,7 @@ def approx_token_count(text: str) -> int:
 
 def is_terminal(line: str) -> bool:
     """True if the line ends a sentence (。！？… possibly followed by closing quotes)."""
-    s = line.rstrip(_WS + _CLOSERS)
+    s = line.rstrip(WHITESPACE + _CLOSERS)
     if not s:
         return False
     if s[-1] in _TERMINAL:
@@ -118,9 +118,9 @@ def _iter_lines(text: str) -> Iterator[_Line]:
     pos = 0
     for raw in text.splitlines(keepends=True):
         body = raw.rstrip("\r\n")
-        stripped = body.strip(_WS)
+        stripped = body.strip(WHITESPACE)
         if stripped:
-            lead = len(body) - len(body.lstrip(_WS))
+            lead = len(body) - len(body.lstrip(WHITESPACE))
             yield _Line(pos + lead, pos + lead + len(stripped), stripped)
         pos += len(raw)
 
@@ -147,15 +147,30 @@ def _classify(line: _Line, markdown: bool) -> None:
             line.role = re.sub(r"\s+", " ", sm.group("role")).strip()
 
 
+def _line_joint(before: str, after: str) -> str:
+    """What replaces a line break inside a sentence: CJK joins directly, Latin words need
+    their space back."""
+    return " " if before.isascii() and before.isalnum() and after.isascii() and after.isalnum() \
+        else ""
+
+
 def _join_clean(lines: list[_Line], joiner: str) -> str:
     if joiner:
         return joiner.join(ln.text for ln in lines)
     out = lines[0].text
     for ln in lines[1:]:
-        # Lines broken mid-sentence: CJK joins directly, Latin words need their space back.
-        sep = " " if out[-1:].isascii() and out[-1:].isalnum() and ln.text[:1].isascii() else ""
-        out += sep + ln.text
+        out += _line_joint(out[-1:], ln.text[:1]) + ln.text
     return out
+
+
+_BREAK = re.compile(r"[ \t\u3000]*\n[ \t\u3000\n]*")
+
+
+def rejoin_lines(text: str) -> str:
+    """A source slice as a reader sees it: the line breaks of re-joined lines removed, by the
+    same rule the chunker uses for a paragraph's ``clean_text``."""
+    return _BREAK.sub(lambda m: _line_joint(text[m.start() - 1:m.start()],
+                                            text[m.end():m.end() + 1]), text).strip(WHITESPACE)
 
 
 def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
@@ -270,7 +285,7 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
         cur = m.end()
     if cur < end:
         spans.append((cur, end))
-    return [(a, b) for a, b in spans if text[a:b].strip(_WS)]
+    return [(a, b) for a, b in spans if text[a:b].strip(WHITESPACE)]
 
 
 def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
@@ -314,9 +329,9 @@ def _windows(text: str, start: int, end: int, max_tokens: int,
 
 
 def _strip_span(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a] in _WS:
+    while a < b and text[a] in WHITESPACE:
         a += 1
-    while b > a and text[b - 1] in _WS:
+    while b > a and text[b - 1] in WHITESPACE:
         b -= 1
     return a, b
 
@@ -358,7 +373,7 @@ def chunk_document(
             else:
                 clean = _join_clean(
                     [_Line(max(ln.start, a), min(ln.end, b),
-                           text[max(ln.start, a):min(ln.end, b)].strip(_WS)) for ln in inside],
+                           text[max(ln.start, a):min(ln.end, b)].strip(WHITESPACE)) for ln in inside],
                     para.joiner,
                 )
             chunks.append(

@@ -22,8 +22,11 @@ log = logging.getLogger("qa.api")
 
 
 class ServiceState:
-    def __init__(self, settings: Settings, embedder: Embedder | None = None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None = None,
+                 reload_check_s: float = 0.5) -> None:
         self.settings = settings
+        # How often a request may look at index/CURRENT for a new generation; tests use 0.
+        self.reload_check_s = reload_check_s
         self.embedder = embedder
         self.searcher: Searcher | None = None
         self.error: QAError | None = None
@@ -71,8 +74,10 @@ class ServiceState:
                     self.ready_at = time.time()
                 if old is not None:
                     old.index.store.close()
-                log.info("index %s loaded: %s chunks", index.path.name,
-                         index.manifest["counts"]["chunks"])
+                log.info("serving index generation %s (%s documents, %s chunks)%s",
+                         index.path.name, index.manifest["counts"]["documents"],
+                         index.manifest["counts"]["chunks"],
+                         f", switched from {old.index.path.name}" if old is not None else "")
             except QAError as exc:
                 self.error = exc
                 log.warning("not ready: %s", exc.message)
@@ -91,9 +96,9 @@ class ServiceState:
 
     def stale(self) -> bool:
         """Whether ``qa index`` has switched the live generation since it was loaded (checked
-        at most every 0.5 s; a cheap file read, fine on the event loop)."""
+        at most every ``reload_check_s``; a cheap file read, fine on the event loop)."""
         now = time.monotonic()
-        if now - self._checked_at < 0.5 or self.loading:
+        if now - self._checked_at < self.reload_check_s or self.loading:
             return False
         self._checked_at = now
         pointer = self._pointer()
