@@ -6,8 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.core
 
 from qa.config import Settings, load_settings
+
+# Typer 0.29 prints a positional argument as "QUESTION <str>": the Python type is noise to a
+# reader of the help, and the argument's help text already says what to give.
+typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]
 
 # Plain click help: paragraphs re-flowed to the terminal, no Python types in the listing.
 app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
