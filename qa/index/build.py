@@ -271,7 +271,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                     "sentence_weight": HUB_SENTENCE_WEIGHT}
     write_store(tmp / "chunks.sqlite", docs, rows)
     bm25 = BM25Index.build([toks for _, _, toks in rows])
-    bm25.save(tmp)
+    lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
     manifest = {
         "format": FORMAT,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -281,8 +281,8 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         "vectors": index.describe(),
         "sentences": sentence_meta,
         "hubness": hub_meta,
-        "lexical": {"engine": "bm25", "k1": bm25.k1, "b": bm25.b,
-                    "tokenizer": LEXICAL_TOKENIZER, "user_words": list(tokenizer.user_words)},
+        "lexical": {**lexical_meta, "tokenizer": LEXICAL_TOKENIZER,
+                    "user_words": list(tokenizer.user_words)},
         "documents": doc_entries,
         "counts": {"documents": len(docs), "chunks": len(rows)},
     }
