@@ -64,6 +64,11 @@ class Settings(BaseSettings):
     milvus_index_params: dict[str, int | float | str] = Field(default_factory=dict)
     milvus_search_params: dict[str, int | float | str] = Field(default_factory=dict)
 
+    # `qa index` embeds on a Ray cluster at this address ("local": start one here) with this
+    # many encoder actors of `threads` (default 1) CPUs each; docs/SCALING.md.
+    ray_address: str | None = None
+    ray_workers: int = Field(2, ge=1, le=4096)
+
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024)

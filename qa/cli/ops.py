@@ -34,16 +34,20 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
                             unit="text", file=sys.stderr, smoothing=0.1))
         bar[0].update(done - bar[0].n)
 
+    embed_passages = _ray_embed(settings, embedder) if settings.ray_address else None
     try:
         report = build_index(settings.corpus_dir, settings.index_dir, embedder,
                              embed_context=settings.embed_context,
                              batch_size=settings.batch_size,
                              hnsw_threshold=settings.hnsw_threshold,
                              progress=progress, force=force,
-                             vector_store=make_vector_store(settings))
+                             vector_store=make_vector_store(settings),
+                             embed_passages=embed_passages)
     finally:
         if bar:
             bar[0].close()
+        if embed_passages is not None:
+            embed_passages.close()
     if not quiet:
         typer.echo(f"index {report.generation}: {report.summary()}", err=True)
         for label, names in (("added", report.added), ("changed", report.changed),
@@ -53,17 +57,40 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
     return report
 
 
+def _ray_embed(settings: Settings, embedder: Any) -> Any:
+    """A pool of encoder actors on the configured Ray cluster, each building the same
+    embedder from these settings (less the secrets, which workers do not need)."""
+    from functools import partial
+
+    from qa.index.distributed import RayEmbed
+    from qa.service.wiring import make_embedder
+
+    threads = settings.threads or 1
+    worker = settings.model_copy(update={"threads": threads, "milvus_token": None,
+                                         "llm_api_key": None})
+    return RayEmbed(settings.ray_address or "local", partial(make_embedder, worker),
+                    embedder.fingerprint, workers=settings.ray_workers,
+                    cpus_per_worker=threads, batch_size=settings.batch_size)
+
+
 @app.command()
 def index(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None,
           force: Annotated[bool, typer.Option(help="Re-embed every document.")] = False,
+          ray: Annotated[str | None, typer.Option(
+              "--ray", envvar="QA_RAY_ADDRESS", metavar="ADDRESS",
+              help="Embed on a Ray cluster (ray://host:10001, auto) or 'local' to start "
+                   "one on this machine.")] = None,
+          ray_workers: Annotated[int | None, typer.Option(
+              envvar="QA_RAY_WORKERS", show_default="2", metavar="N",
+              help="Encoder actors on Ray, QA_THREADS (default 1) CPUs each.")] = None,
           as_json: JsonOpt = False) -> None:
     """Build or update the index from the corpus folder. Only new or changed documents are
     embedded again; removed ones disappear; a failed build leaves the previous index in use.
 
-    Example: qa index --corpus corpus --index index
+    Example: qa index --corpus corpus --index index --ray local --ray-workers 2
     """
-    report = run_index(settings_from(corpus_dir=corpus, index_dir=index, model=model),
-                       force=force)
+    report = run_index(settings_from(corpus_dir=corpus, index_dir=index, model=model,
+                                     ray_address=ray, ray_workers=ray_workers), force=force)
     if as_json:
         from dataclasses import asdict
 

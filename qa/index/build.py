@@ -23,7 +23,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,10 @@ from qa.types import Chunk, Document
 
 LEXICAL_TOKENIZER = "nfkc+opencc-t2s+jieba-search/1"
 Progress = Callable[[str, int, int], None]
+# Passages in, (n, dim) float32 unit rows out, in order; the callback gets how many are done.
+# The default runs the embedder in this process; qa.index.distributed.RayEmbed spreads the
+# same work over a Ray cluster. Everything else in a build is shared by both.
+EmbedFn = Callable[[Sequence[str], Callable[[int], None] | None], np.ndarray]
 
 
 def passage_text(chunk: Chunk, title: str, mode: str) -> str:
@@ -101,8 +105,11 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 max_tokens: int | None = None, embed_context: str = "none",
                 sentence_vectors: bool = True, batch_size: int = 32,
                 hnsw_threshold: int = 200_000, progress: Progress | None = None,
-                force: bool = False, vector_store: VectorStore | None = None) -> BuildReport:
-    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
+                force: bool = False, vector_store: VectorStore | None = None,
+                embed_passages: EmbedFn | None = None) -> BuildReport:
+    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring.
+    ``embed_passages`` replaces in-process embedding of the new passages (e.g. on Ray); it
+    must produce what ``embedder`` would, whose fingerprint goes into the manifest."""
     started = time.perf_counter()
     docs = load_corpus(corpus_dir)
     # Room for the 'passage: ' prompt; count_tokens already includes <s> and </s>.
@@ -176,7 +183,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                          else np.zeros((0, embedder.dim), np.float32))
             texts = _embed_new(embedder, to_embed, titles, embed_context, vectors,
                                sentences if sentence_vectors else None, offsets, batch_size,
-                               progress)
+                               progress, embed_passages)
             report.embedded = len(to_embed)
             report.sentences_embedded = texts - len(to_embed)
             for doc in docs:
@@ -211,7 +218,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
 
 def _embed_new(embedder: Embedder, to_embed: list[tuple[int, Chunk]], titles: dict[str, str],
                embed_context: str, vectors: np.ndarray, sentences: np.ndarray | None,
-               offsets: np.ndarray, batch_size: int, progress: Progress | None) -> int:
+               offsets: np.ndarray, batch_size: int, progress: Progress | None,
+               embed_passages: EmbedFn | None = None) -> int:
     """Embed new chunks (and their sentences) in one stream of batches; fill the arrays."""
     texts = [passage_text(ch, titles[ch.doc_id], embed_context) for _, ch in to_embed]
     sent_slots: list[int] = []
@@ -222,8 +230,9 @@ def _embed_new(embedder: Embedder, to_embed: list[tuple[int, Chunk]], titles: di
             sent_slots.extend(range(offsets[row], offsets[row] + len(extra)))
     if not texts:
         return 0
-    done = embed(embedder, texts, "passage", batch_size=batch_size,
-                 progress=(lambda n: progress("embed", n, len(texts))) if progress else None)
+    on_done = (lambda n: progress("embed", n, len(texts))) if progress else None
+    done = (embed_passages(texts, on_done) if embed_passages is not None
+            else embed(embedder, texts, "passage", batch_size=batch_size, progress=on_done))
     n = len(to_embed)
     vectors[[r for r, _ in to_embed]] = done[:n]
     if sentences is not None:
@@ -262,7 +271,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                     "sentence_weight": HUB_SENTENCE_WEIGHT}
     write_store(tmp / "chunks.sqlite", docs, rows)
     bm25 = BM25Index.build([toks for _, _, toks in rows])
-    bm25.save(tmp)
+    lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
     manifest = {
         "format": FORMAT,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -272,8 +281,8 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         "vectors": index.describe(),
         "sentences": sentence_meta,
         "hubness": hub_meta,
-        "lexical": {"engine": "bm25", "k1": bm25.k1, "b": bm25.b,
-                    "tokenizer": LEXICAL_TOKENIZER, "user_words": list(tokenizer.user_words)},
+        "lexical": {**lexical_meta, "tokenizer": LEXICAL_TOKENIZER,
+                    "user_words": list(tokenizer.user_words)},
         "documents": doc_entries,
         "counts": {"documents": len(docs), "chunks": len(rows)},
     }

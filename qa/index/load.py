@@ -10,7 +10,7 @@ import numpy as np
 
 from qa.encoders.base import Embedder
 from qa.errors import IndexMismatch, IndexNotReady
-from qa.index.lexical import BM25Index
+from qa.index.lexical import LexicalIndex
 from qa.index.manifest import FORMAT, current_generation, read_manifest
 from qa.index.store import ChunkStore
 from qa.index.vectors.base import VectorIndex
@@ -25,7 +25,7 @@ class LoadedIndex:
     path: Path
     manifest: dict[str, Any]
     vectors: VectorIndex
-    lexical: BM25Index
+    lexical: LexicalIndex
     store: ChunkStore
     tokenizer: Tokenizer
     sentences: VectorIndex | None = None
@@ -53,7 +53,7 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
             f"({embedder.fingerprint}); rebuild it with `qa index`")
     store_cfg = vector_store or VectorStore()
     vectors = store_cfg.open(gen, "vectors", manifest["vectors"])
-    lexical = BM25Index.load(gen)
+    lexical = store_cfg.open_lexical(gen, manifest["lexical"])
     store = ChunkStore(gen / "chunks.sqlite")
     tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
     loaded = LoadedIndex(gen, manifest, vectors, lexical, store, tokenizer)
