@@ -74,6 +74,7 @@ def test_the_list_shows_each_document_and_this_server_takes_no_uploads(en: Sessi
     expect(page.locator("#up-status")).to_contain_text(
         "Uploads are not available on this server.")
     expect(page.locator("#up-go")).to_be_enabled()
+    expect(page.locator("#up-progress")).to_be_hidden()
     en.shot("upload-unavailable")
     en.watch.check(allow=("405",))
 
