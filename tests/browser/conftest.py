@@ -29,7 +29,9 @@ LOCAL_HOSTS = {"127.0.0.1", "localhost"}
 expect.set_options(timeout=20_000)  # the first answer of a cold model on a busy CI machine
 
 
-@pytest.fixture(scope="session")
+# Package scope: both end with the last browser test. Playwright's sync API keeps an event
+# loop running in the main thread while it is open, which later asyncio tests cannot share.
+@pytest.fixture(scope="package")
 def server(real_index_dir, real_embedder) -> Iterator[str]:
     """The app as ``qa serve`` runs it, on a free loopback port; yields its base URL."""
     import uvicorn
@@ -55,7 +57,7 @@ def server(real_index_dir, real_embedder) -> Iterator[str]:
     sock.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium fonts-noto-cjk "
