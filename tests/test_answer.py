@@ -180,6 +180,16 @@ def test_answer_contract(client: TestClient) -> None:
     assert body["generated"] is None and body["warnings"] == []
 
 
+@pytest.mark.parametrize("mode", ["lexical", "dense", "hybrid"])
+def test_answer_searches_in_the_mode_asked(client: TestClient, mode: str) -> None:
+    question = "光谷科技创新大走廊"
+    body = client.post("/answer", json={"question": question, "mode": mode}).json()
+    search = client.post("/search", json={"query": question, "mode": mode}).json()
+    assert [p["chunk_id"] for p in body["passages"]] == [p["chunk_id"]
+                                                         for p in search["results"]]
+    assert [p["scores"] for p in body["passages"]] == [p["scores"] for p in search["results"]]
+
+
 def test_answer_when_not_answerable_quotes_nothing(index_dir, fake_embedder) -> None:
     settings = Settings(corpus_dir=CORPUS, index_dir=index_dir, embedder="hashing",
                         allow_download=False)
@@ -194,7 +204,7 @@ def test_answer_when_not_answerable_quotes_nothing(index_dir, fake_embedder) -> 
     {"question": ""}, {"question": "   "}, {"question": "武" * 2001},
     {"question": "武汉", "max_sentences": 0}, {"question": "武汉", "max_sentences": 11},
     {"question": "武汉", "top_k": 0}, {"question": "武汉", "stream": "sometimes"},
-    {"question": "武汉", "unexpected": 1}, {},
+    {"question": "武汉", "unexpected": 1}, {"question": "武汉", "mode": "fuzzy"}, {},
 ])
 def test_bad_answer_input_is_a_clear_422(client: TestClient, payload) -> None:
     r = client.post("/answer", json=payload)

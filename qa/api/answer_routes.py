@@ -138,7 +138,7 @@ _DESCRIPTION = (
 def post_answer(body: AnswerRequest, searcher: SearcherDep,
                 llm: LLMDep) -> AnswerResponse | StreamingResponse:
     started = time.perf_counter()
-    ans = answer(searcher, body.question, body.top_k, body.max_sentences)
+    ans = answer(searcher, body.question, body.top_k, body.max_sentences, body.mode)
     resp = AnswerResponse.of(ans)
     if body.stream:
         return StreamingResponse(_stream(ans, resp, body.generate, llm, started),

@@ -7,7 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from qa.retrieve.answer import MAX_SENTENCES, Answer, Sentence
 from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
-from qa.service.schemas import Passage
+from qa.service.schemas import Mode, Passage
 
 
 class AnswerRequest(BaseModel):
@@ -27,6 +27,8 @@ class AnswerRequest(BaseModel):
                                                           "from.")
     max_sentences: int = Field(3, ge=1, le=MAX_SENTENCES, description="Most sentences to "
                                                                       "quote.")
+    mode: Mode = Field("auto", description="How passages are retrieved, as in POST /search: "
+                                           "auto, hybrid, dense or lexical.")
     stream: bool = Field(False, description="Answer as text/event-stream: a `passages` event, "
                                             "then `answer` (and with generate, `token`) "
                                             "events, then `done` with the full JSON.")

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse, HTMLResponse
 from starlette.routing import Route
 
 from qa import __version__
 from qa.api.answer_routes import router as answer_router
 from qa.api.errors import BodyLimitMiddleware, install_error_handlers
+from qa.api.pages import install_pages
 from qa.api.routes import router
 from qa.api.tool_routes import router as tool_router
 from qa.config import Settings, get_settings
 from qa.encoders.base import Embedder
 from qa.mcp.server import StreamableHTTPEndpoint, build_mcp_server, state_searcher
 from qa.service.state import ServiceState
-
-_STATIC = Path(__file__).resolve().parent.parent / "static"
 
 DESCRIPTION = """Semantic search over Chinese policy documents (shipped: the plenary sessions
 of the CPC Wuhan Municipal Committee). Ask in Chinese (simplified or traditional) or English;
@@ -50,7 +47,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             state.searcher.index.store.close()
 
     app = FastAPI(title="qa: cited search over Chinese policy documents", version=__version__,
-                  description=DESCRIPTION, lifespan=lifespan)
+                  description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)  # served offline by install_pages
     app.state.qa = state
     app.state.settings = settings
     app.state.mcp = mcp.server
@@ -60,12 +58,5 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.include_router(answer_router)
     app.include_router(tool_router)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))
-
-    @app.get("/", include_in_schema=False, response_model=None)
-    def home() -> FileResponse | HTMLResponse:
-        page = _STATIC / "index.html"
-        if page.exists():
-            return FileResponse(page)
-        return HTMLResponse('<a href="/docs">API docs</a>')
-
+    install_pages(app)
     return app

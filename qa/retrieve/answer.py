@@ -152,15 +152,16 @@ def format_answer(sentences: list[Sentence]) -> str:
 
 
 def answer(searcher: Searcher, question: str, top_k: int = 5,
-           max_sentences: int = 3) -> Answer:
-    """Search, then quote the best ``max_sentences`` sentences of the top passages; when
-    the search says the corpus does not cover the question, say so and quote nothing."""
+           max_sentences: int = 3, mode: str = "auto") -> Answer:
+    """Search (in ``mode``), then quote the best ``max_sentences`` sentences of the top
+    passages; when the search says the corpus does not cover the question, say so and quote
+    nothing."""
     started = time.perf_counter()
     if not isinstance(max_sentences, int) or isinstance(max_sentences, bool) \
             or not 1 <= max_sentences <= MAX_SENTENCES:
         raise InvalidRequest(f"max_sentences must be an integer from 1 to {MAX_SENTENCES}, "
                              f"got {max_sentences!r}")
-    result = searcher.search(question, top_k)
+    result = searcher.search(question, top_k, mode)
     lang = language_of(result.query)
     if result.answerable:
         chosen = select(score_sentences(searcher, result.query, candidates(result.hits),
