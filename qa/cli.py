@@ -41,6 +41,7 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> N
     from tqdm import tqdm
 
     from qa.index.build import build_index
+    from qa.ingest.readers import Limits
     from qa.service.wiring import make_embedder, make_vector_store
 
     if not quiet:
@@ -65,7 +66,9 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> N
                              batch_size=settings.batch_size,
                              hnsw_threshold=settings.hnsw_threshold,
                              progress=progress, force=force,
-                             vector_store=make_vector_store(settings))
+                             vector_store=make_vector_store(settings),
+                             limits=Limits(max_bytes=settings.max_file_mb * 2**20,
+                                           max_pages=settings.max_pages))
     finally:
         if bar:
             bar[0].close()
@@ -141,11 +144,11 @@ def serve(host: Annotated[str, typer.Option(envvar="QA_HOST")] = "127.0.0.1",
     import uvicorn
 
     from qa.api import create_app
-    from qa.index.manifest import current_generation
+    from qa.index.manifest import needs_build
 
     settings = _settings(corpus, index, model)
     try:
-        if reindex or current_generation(settings.index_dir) is None:
+        if reindex or needs_build(settings.index_dir):
             run_index(settings)
     except QAError as exc:
         _fail(exc)

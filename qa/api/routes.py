@@ -90,7 +90,7 @@ def paragraphs_of(chunks: list[Chunk]) -> list[Paragraph]:
             out[c.paragraph] = Paragraph(
                 paragraph=c.paragraph, char_start=c.char_start, char_end=c.char_end,
                 text=c.text, display_text=c.clean_text, section=list(c.section),
-                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context)
+                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context, page=c.page)
         elif c.char_end > p.char_end:
             # Windows of one long paragraph overlap; the paragraph is their union.
             p.text = p.text + c.text[p.char_end - c.char_start:]
@@ -104,7 +104,8 @@ def document_summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> Do
     return DocumentSummary(doc_id=d.doc_id, title=d.title, date=d.date, source=d.source,
                            type=d.doc_type, language=d.language, path=d.path, sha256=d.sha256,
                            paragraph_count=len({c.paragraph for c in chunks}),
-                           chunk_count=len(chunks))
+                           chunk_count=len(chunks), media_type=d.media_type,
+                           page_count=len(d.pages) or None)
 
 
 @router.get("/documents", response_model=DocumentList, operation_id="list_documents",

@@ -158,7 +158,7 @@ def _join_clean(lines: list[_Line], joiner: str) -> str:
     return out
 
 
-def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
+def _paragraphs(lines: list[_Line], markdown: bool, rejoin: bool = True) -> list[_Para]:
     """Group classified lines into reader paragraphs, carrying section, speaker and context."""
     paras: list[_Para] = []
     headings: list[tuple[int, str]] = []
@@ -226,7 +226,7 @@ def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
             i += 1
             continue
         group = [ln]
-        if markdown:
+        if markdown and rejoin:
             while not is_terminal(group[-1].text) and i + 1 < n and lines[i + 1].kind == "text":
                 i += 1
                 group.append(lines[i])
@@ -336,9 +336,12 @@ def chunk_document(
     max_tokens: int = 400,
     count_tokens: Callable[[str], int] | None = None,
     overlap_sentences: int = 1,
+    rejoin_lines: bool = True,
 ) -> list[Chunk]:
     """Chunk one document into paragraphs (numbered from 1), splitting long ones into
-    overlapping sentence windows that keep their paragraph number."""
+    overlapping sentence windows that keep their paragraph number. ``rejoin_lines=False``
+    when every line already is one paragraph (a reader laid the text out: Word, web pages,
+    PDF), so that a line without a full stop (a list item, a table row) stays on its own."""
     count = count_tokens or approx_token_count
     md = is_markdown(text) if markdown is None else markdown
     lines = list(_iter_lines(text))
@@ -348,7 +351,7 @@ def chunk_document(
             and len(lines[0].text) <= 80:
         lines[0].kind = "title"  # the page's headline: the document title, not an answer
     chunks: list[Chunk] = []
-    for number, para in enumerate(_paragraphs(lines, md), start=1):
+    for number, para in enumerate(_paragraphs(lines, md, rejoin_lines), start=1):
         spans = _windows(text, para.start, para.end, max_tokens, count, overlap_sentences)
         for w, (a, b) in enumerate(spans):
             a, b = _strip_span(text, a, b)

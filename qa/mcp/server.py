@@ -84,7 +84,8 @@ class CitedParagraph(Paragraph):
     doc_id: str
     title: str
     date: str | None
-    citation: str = Field(description="《title》第n段 · speaker · date")
+    citation: str = Field(description="《title》第n段 · speaker · date (第p页 before 第n段 "
+                                      "for sources with pages)")
 
 
 class PassageInContext(BaseModel):
@@ -122,7 +123,7 @@ def passage_in_context(searcher: Searcher, doc_id: str, paragraph: int) -> Passa
         return CitedParagraph(
             **p.model_dump(), doc_id=doc_id, title=doc.title, date=doc.date,
             citation=format_citation(doc.title, p.paragraph, p.speaker, p.speaker_role,
-                                     doc.date))
+                                     doc.date, p.page))
 
     return PassageInContext(doc_id=doc_id, title=doc.title, paragraph_count=len(paras),
                             passage=cited(at), previous=cited(at - 1) if at > 0 else None,
