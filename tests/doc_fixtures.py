@@ -200,6 +200,7 @@ def make_png(path: Path) -> Path:
 # --- The text PDF and the legacy .doc: LibreOffice output, shipped.
 PDF_FILE = DATA / "transport.pdf"
 DOC_FILE = DATA / "rural.doc"
+ENCRYPTED_FILE = DATA / "encrypted.pdf"  # password "secret"
 PDF_TITLE = "公共交通发展规划"
 PDF_HEADER = "某某市交通运输局"
 PDF_PARAS = [
@@ -209,8 +210,9 @@ PDF_PARAS = [
     ("p", "新建和改造公交专用道三百公里，高峰时段公交平均运营速度提高到每小时二十公里。"),
     ("h1", "二、主要任务"),
 ] + [("p", f"第{n}项任务：" + "优化线网布局，推进轨道交通与常规公交两网融合，加密社区微循环"
-                                 "线路，提升换乘便捷程度，完善首末站和枢纽站配套设施。" * 3)
-     for n in ("一", "二", "三", "四", "五", "六", "七", "八", "九", "十")] + [
+                                 "线路，提升换乘便捷程度，完善首末站和枢纽站配套设施。" * 3
+          + f"本项任务的督办编号为交通{i:02d}号。")
+     for i, n in enumerate("一二三四五六七八九十", start=1)] + [
     ("p", "推广新能源公交车，到2030年新能源公交车占比达到百分之百，建成充电桩两千个。"),
     ("p", "票价实行一小时内免费换乘，老年人和残疾人免费乘车。"),
 ]

@@ -25,7 +25,7 @@ import shutil
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +43,7 @@ from qa.index.lexical import BM25Index
 from qa.index.manifest import FORMAT, current_generation, fsync_dir, read_manifest
 from qa.index.store import ChunkStore, write_store
 from qa.index.vectors.store import VectorStore
-from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
+from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk, split_sentences
 from qa.ingest.corpus import Cache, load_corpus
 from qa.ingest.readers import READERS_VERSION, Limits
 from qa.ingest.tokenize import Tokenizer, mine_terms
@@ -90,7 +90,8 @@ class BuildReport:
         if self.failed:
             line += f"; {len(self.failed)} file(s) skipped"
         lines = [line]
-        lines += [f"  skipped {reason}" for _, reason in sorted(self.failed.items())]
+        lines += [f"  skipped {reason}" if reason.startswith(name) else
+                  f"  skipped {name}: {reason}" for name, reason in sorted(self.failed.items())]
         lines += [f"  warning: {w}" for _, ws in sorted(self.warnings.items()) for w in ws]
         return "\n".join(lines)
 
@@ -189,9 +190,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         sent_counts.extend(np.diff(prev_offsets[old_rows[0]:old_rows[-1] + 2]))
                 else:
                     (report.changed if old else report.added).append(doc.doc_id)
-                    chunks = [replace(c, page=doc.page_at(c.char_start)) for c in chunk_document(
-                        doc.doc_id, doc.text, markdown=doc.markdown, max_tokens=window,
-                        count_tokens=embedder.count_tokens, rejoin_lines=doc.rejoin_lines)]
+                    chunks = chunk(doc, max_tokens=window, count_tokens=embedder.count_tokens)
                     vec_parts.append(np.zeros((len(chunks), embedder.dim), dtype=np.float32))
                     for ch in chunks:
                         to_embed.append((len(rows), ch))

@@ -189,7 +189,7 @@ class ChunkStore:
         cur = self._conn().execute(
             f"SELECT {_CHUNK_COLS}, tokens FROM chunks WHERE doc_id = ? ORDER BY row", (doc_id,))
         for r in cur:
-            yield r[0], _chunk(r), r[13].split(" ") if r[13] else []
+            yield r[0], _chunk(r), r[14].split(" ") if r[14] else []
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from qa.types import Chunk
+from qa.types import Chunk, Document
 
 CHUNKER_VERSION = "3"
 
@@ -326,6 +326,16 @@ def is_markdown(text: str, path: str = "") -> bool:
     if path.lower().endswith((".md", ".markdown")):
         return True
     return any(_HEADING.match(ln.strip()) for ln in text.splitlines() if ln.startswith("#"))
+
+
+def chunk(doc: Document, *, max_tokens: int = 400,
+          count_tokens: Callable[[str], int] | None = None) -> list[Chunk]:
+    """A document's chunks, laid out the way its reader said, each with its page."""
+    chunks = chunk_document(doc.doc_id, doc.text, markdown=doc.markdown, max_tokens=max_tokens,
+                            count_tokens=count_tokens, rejoin_lines=doc.rejoin_lines)
+    if not doc.pages:
+        return chunks
+    return [replace(c, page=doc.page_at(c.char_start)) for c in chunks]
 
 
 def chunk_document(

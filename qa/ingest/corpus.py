@@ -181,6 +181,10 @@ def load_corpus(corpus_dir: Path, *, limits: Limits | None = None,
     seen: dict[str, str] = {}
     root = corpus_dir.resolve()
     for path in corpus_files(corpus_dir):
+        if path.stem in seen:  # checked first: no need to read a file that cannot be indexed
+            out.failed[path.name] = (f"{path.name}: {seen[path.stem]} already has the id "
+                                     f"{path.stem!r}; rename one of them")
+            continue
         try:
             doc, extracted = _load(path, root, limits, cache)
         except CorpusError as exc:
@@ -188,10 +192,6 @@ def load_corpus(corpus_dir: Path, *, limits: Limits | None = None,
             continue
         except Exception as exc:  # a reader's library failing on one file must not stop the rest
             out.failed[path.name] = f"{path.name}: could not be read ({type(exc).__name__}: {exc})"
-            continue
-        if doc.doc_id in seen:
-            out.failed[path.name] = (f"{path.name}: {seen[doc.doc_id]} already has the id "
-                                     f"{doc.doc_id!r}; rename one of them")
             continue
         seen[doc.doc_id] = path.name
         out.documents.append(doc)

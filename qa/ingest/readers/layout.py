@@ -58,7 +58,8 @@ def _key(text: str) -> str:
 def drop_furniture(pages: list[list[Line]]) -> tuple[list[list[Line]], int]:
     """The pages without running headers/footers and page numbers, and how many lines went."""
     with_text = [p for p in pages if p]
-    edges = [p[:_EDGE] + p[-_EDGE:] if len(p) > 2 * _EDGE else list(p) for p in pages]
+    # A short page's edge is its first and last line only: most of it is body.
+    edges = [p[:_EDGE] + p[-_EDGE:] if len(p) > 2 * _EDGE else p[:1] + p[-1:] for p in pages]
     seen: dict[str, set[int]] = {}
     for number, edge in enumerate(edges):
         for ln in edge:
