@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, PlainTextResponse
@@ -22,7 +22,7 @@ from qa.types import Document
 
 router = APIRouter(tags=["documents"])
 
-_ERRORS = {404: {"model": ErrorResponse, "description": "Unknown document, or file gone."},
+_ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown document, or file gone."},
            503: {"model": ErrorResponse, "description": "Index not built or still loading."}}
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from qa.ingest.readers.base import Extracted, Limits, ReadError
 
@@ -41,7 +42,7 @@ class HtmlReader:
     def read(self, path: Path, raw: bytes, limits: Limits) -> Extracted:
         import trafilatura
 
-        options = {"output_format": "markdown", "include_comments": False,
+        options: dict[str, Any] = {"output_format": "markdown", "include_comments": False,
                    "include_tables": True, "include_images": False, "include_links": False,
                    "deduplicate": False}
         try:
