@@ -240,7 +240,7 @@ def scanned(tmp_path_factory):
 
 def test_scanned_pdf_is_read_by_ocr_into_paragraphs(scanned):
     doc, chunks = scanned
-    assert any("read by OCR" in w for w in doc.warnings)
+    assert any("2 of 2 pages are scans" in w for w in doc.warnings)
     assert len(doc.pages) == 2
     assert fx.SCAN_HEADER not in doc.text and "- 1 -" not in doc.text and "- 2 -" not in doc.text
     assert _similar(_lines(doc)[0], fx.SCAN_TITLE) >= OCR_MIN_RATIO
@@ -249,6 +249,30 @@ def test_scanned_pdf_is_read_by_ocr_into_paragraphs(scanned):
     # The second paragraph runs from page 1 onto page 2: one paragraph, cited at page 1.
     assert spanning.page == 1 and doc.page_at(spanning.char_end - 1) == 2
     assert first.page == 1 and last.page == 2
+
+
+def test_a_scan_with_a_line_of_typed_text_is_still_ocred(tmp_path):
+    """A scanned page with a typed header added (a small text layer over a full-page image)
+    is read by OCR; its text layer alone would lose the scanned body."""
+    import ctypes
+
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    pdf = pdfium.PdfDocument(fx.make_scanned_pdf(tmp_path / "scan.pdf"))
+    page = pdf[0]
+    typed = pdfium_c.FPDFPageObj_NewTextObj(pdf.raw, b"Helvetica", ctypes.c_float(12))
+    text = ctypes.create_string_buffer("Notice 2024-17, received".encode("utf-16-le") + b"\0\0")
+    pdfium_c.FPDFText_SetText(typed, ctypes.cast(text, ctypes.POINTER(pdfium_c.FPDF_WCHAR)))
+    pdfium_c.FPDFPageObj_Transform(typed, 1, 0, 0, 1, 60, 460)
+    pdfium_c.FPDFPage_InsertObject(page.raw, typed)
+    pdfium_c.FPDFPage_GenerateContent(page.raw)
+    pdf.save(tmp_path / "typed.pdf")
+    pdf.close()
+    doc, chunks = _doc_and_chunks(tmp_path / "typed.pdf")
+    assert any("2 of 2 pages are scans" in w for w in doc.warnings)
+    _chunk_like(chunks, fx.SCAN_PARAS[0])
+    assert "2024-17" in doc.text
 
 
 def test_an_image_is_read_by_ocr(tmp_path):

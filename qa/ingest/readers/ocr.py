@@ -107,17 +107,19 @@ class ImageReader:
 
         try:
             img = Image.open(BytesIO(raw))
-            frames = [ImageOps.exif_transpose(f.copy()) for f in ImageSequence.Iterator(img)]
+            count = getattr(img, "n_frames", 1)
             media_type = Image.MIME.get(img.format or "", "application/octet-stream")
+            if count > limits.max_pages:
+                raise ReadError(f"{path.name}: {count} pages, over the limit of "
+                                f"{limits.max_pages} pages per file")
+            # One frame in memory at a time: a multi-page TIFF can be a whole scanned file.
+            pages = [ocr_lines(ImageOps.exif_transpose(frame.copy()), number)
+                     for number, frame in enumerate(ImageSequence.Iterator(img), start=1)]
         except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise ReadError(f"{path.name}: not a readable image ({exc})") from exc
-        if len(frames) > limits.max_pages:
-            raise ReadError(f"{path.name}: {len(frames)} pages, over the limit of "
-                            f"{limits.max_pages}")
-        pages = [ocr_lines(frame, number) for number, frame in enumerate(frames, start=1)]
         text, starts, _ = read_pages(pages)
         if not text.strip():
             raise ReadError(f"{path.name}: OCR found no text in the image")
         # One image is one page: a page number would say nothing a citation needs.
         return Extracted(text=text, media_type=media_type, reader=self.name, markdown=False,
-                         rejoin_lines=False, pages=starts if len(frames) > 1 else ())
+                         rejoin_lines=False, pages=starts if count > 1 else ())

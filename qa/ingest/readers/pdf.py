@@ -24,6 +24,10 @@ OCR_DPI = 150
 MIN_PAGE_CHARS = 10
 # A text layer with more than this share of unmappable characters is garbage.
 MAX_JUNK = 0.3
+# A page mostly covered by an image, with only this much text, is a scan with a line or two
+# typed on it (a header, a stamp): OCR reads the image and the typed text alike.
+SCAN_COVER = 0.5
+SCAN_MAX_CHARS = 200
 
 # PDFium is not thread-safe: one document operation at a time in this process.
 _PDFIUM = threading.Lock()
@@ -80,10 +84,16 @@ def _text_lines(page: Any, number: int) -> tuple[list[Line], int, int]:
         textpage.close()
 
 
-def _has_images(page: Any) -> bool:
+def _image_share(page: Any) -> float:
+    """How much of the page its images cover (overlaps counted twice; capped at 1)."""
     import pypdfium2.raw as pdfium_c
 
-    return any(True for _ in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]))
+    area = max(1.0, page.get_width() * page.get_height())
+    covered = 0.0
+    for obj in page.get_objects(filter=[pdfium_c.FPDF_PAGEOBJ_IMAGE]):
+        left, bottom, right, top = obj.get_bounds()
+        covered += max(0.0, right - left) * max(0.0, top - bottom)
+    return min(1.0, covered / area)
 
 
 def _open(path: Path, raw: bytes, limits: Limits) -> Any:
@@ -110,9 +120,10 @@ def _page(pdf: Any, number: int) -> tuple[list[Line], Any]:
     page = pdf[number - 1]
     try:
         lines, good, junk = _text_lines(page, number)
-        if good >= MIN_PAGE_CHARS and junk <= MAX_JUNK * (good + junk):
+        usable = good >= MIN_PAGE_CHARS and junk <= MAX_JUNK * (good + junk)
+        if usable and (good > SCAN_MAX_CHARS or _image_share(page) < SCAN_COVER):
             return lines, None
-        if not (_has_images(page) or junk or good):
+        if not (good or junk or _image_share(page)):
             return [], None  # a blank page
         scale = min(OCR_DPI / 72, OCR_SIDE / max(page.get_width(), page.get_height(), 1.0))
         return [], page.render(scale=scale).to_pil()
@@ -157,8 +168,8 @@ class PdfReader:
             raise ReadError(f"{path.name}: no text found, neither in a text layer nor by OCR")
         warnings = []
         if scanned:
-            warnings.append(f"{path.name}: {len(scanned)} of {count} pages had no text layer "
-                            "and were read by OCR")
+            warnings.append(f"{path.name}: {len(scanned)} of {count} pages are scans without a "
+                            "usable text layer and were read by OCR")
         if empty:
             warnings.append(f"{path.name}: no text found on page(s) "
                             + ", ".join(map(str, empty)))
