@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from qa.ingest.readers.layout import Line, assemble, drop_furniture, paragraphs, read_pages
+from qa.ingest.readers.layout import (
+    Line,
+    assemble,
+    drop_furniture,
+    heading_levels,
+    paragraphs,
+    read_pages,
+)
 from qa.types import Document
 
 H = 12.0  # line height
@@ -86,6 +93,17 @@ def test_page_starts_point_into_the_text_and_an_empty_page_takes_the_next_start(
     assert starts == (0, 4, 4)
     doc = Document("d", "d.pdf", "t", text, "x", pages=starts)
     assert [doc.page_at(i) for i in (0, 3, 4, 9, 10)] == [1, 1, 3, 3, 3]
+
+
+def test_headings_need_a_positive_signal_size_or_section_mark():
+    def one(text: str, height: float = H) -> list[Line]:
+        return [Line(text, LEFT, 300, 0, height, 1)]
+
+    body = [one("正文第一段。"), one("正文第二段。"), one("正文第三段。")]
+    paras = [one("关于推进工作的通知", 2 * H), one("一、总体要求"), *body,
+             one("（一）老旧小区", H), one("没有标点的短句"), one("各区人民政府：", 2 * H),
+             one("一、加强组织领导，明确责任分工。"), one("标题较小", 1.5 * H)]
+    assert heading_levels(paras) == [1, 3, 0, 0, 0, 4, 0, 0, 0, 2]
 
 
 def test_latin_lines_are_joined_with_a_space():

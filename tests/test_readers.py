@@ -198,7 +198,10 @@ def test_text_pdf_paragraphs_pages_and_furniture():
     assert all(fx.PDF_HEADER in p for p in raw_pages)  # the furniture is in the PDF ...
     assert fx.PDF_HEADER not in doc.text and "- 1 -" not in doc.text  # ... and not in the text
     lines = _lines(doc)
-    assert lines[:2] == [fx.PDF_TITLE, "一、发展目标"]
+    # The title and the headings are set larger than the body: Markdown headings, by size.
+    assert lines[:2] == [f"# {fx.PDF_TITLE}", "## 一、发展目标"] and "## 二、主要任务" in lines
+    assert next(c for c in chunks if c.text.startswith("新建")).section == (fx.PDF_TITLE,
+                                                                           "一、发展目标")
     assert "票价实行一小时内免费换乘，老年人和残疾人免费乘车。" in lines
     # Every paragraph of the source is one line, re-joined across line and page breaks.
     body = [t for kind, t in fx.PDF_PARAS if kind == "p"]
@@ -243,7 +246,8 @@ def test_scanned_pdf_is_read_by_ocr_into_paragraphs(scanned):
     assert any("2 of 2 pages are scans" in w for w in doc.warnings)
     assert len(doc.pages) == 2
     assert fx.SCAN_HEADER not in doc.text and "- 1 -" not in doc.text and "- 2 -" not in doc.text
-    assert _similar(_lines(doc)[0], fx.SCAN_TITLE) >= OCR_MIN_RATIO
+    assert _lines(doc)[0].startswith("# ")  # set larger than the body: a heading
+    assert _similar(_lines(doc)[0][2:], fx.SCAN_TITLE) >= OCR_MIN_RATIO
     first, spanning, last = (_chunk_like(chunks, p) for p in fx.SCAN_PARAS)
     assert len({first.paragraph, spanning.paragraph, last.paragraph}) == 3
     # The second paragraph runs from page 1 onto page 2: one paragraph, cited at page 1.

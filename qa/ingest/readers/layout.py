@@ -151,16 +151,58 @@ def join(a: str, b: str) -> str:
     return " " if a[-1:].isascii() and a[-1:] not in "-/" and b[:1].isascii() else ""
 
 
+_HEADING_MARK = re.compile(r"^(?:第[一二三四五六七八九十百零\d]{1,5}[章节编部分]"
+                           r"|[一二三四五六七八九十]{1,3}、|[（(][一二三四五六七八九十]{1,3}[)）])")
+_NOT_HEADING_END = "。！？!?；;：:，,、"
+_MAX_HEADING = 40
+
+
+def heading_levels(paras: list[list[Line]]) -> list[int]:
+    """A Markdown level for each paragraph that reads as a heading, 0 for body text.
+
+    A heading is one short line without closing punctuation, set larger than the body text
+    (levels by size, largest first) or opening with a section mark at body size (一、 then
+    （一）, below the sized ones). Nothing else: a short body line mistaken for a heading
+    would leave the passages, so the signal must be positive."""
+    lines = [ln for p in paras for ln in p]
+    if not lines:
+        return []
+    body = statistics.median(ln.height for ln in lines)
+
+    def candidate(p: list[Line]) -> bool:
+        text = p[0].text.strip()
+        return len(p) == 1 and 0 < len(text) <= _MAX_HEADING and text[-1] not in _NOT_HEADING_END
+
+    sizes = sorted({round(p[0].height / body, 1) for p in paras
+                    if candidate(p) and p[0].height >= 1.2 * body}, reverse=True)[:4]
+    levels = []
+    for p in paras:
+        level = 0
+        if candidate(p):
+            rel = round(p[0].height / body, 1)
+            mark = _HEADING_MARK.match(p[0].text.strip())
+            if rel in sizes:
+                level = sizes.index(rel) + 1
+            elif mark and p[0].height < 1.2 * body:
+                level = len(sizes) + (2 if mark.group(0).startswith(("（", "(")) else 1)
+        levels.append(level)
+    return levels
+
+
 def assemble(paras: list[list[Line]], page_count: int) -> tuple[str, tuple[int, ...]]:
-    """The text, one paragraph per line, and the offset where each page's text starts (a
-    page without text starts where the next one does)."""
+    """The text, one paragraph per line with headings as Markdown ``#`` lines, and the offset
+    where each page's text starts (a page without text starts where the next one does)."""
     parts: list[str] = []
     pos = 0
     starts: dict[int, int] = {}
-    for para in paras:
+    for para, level in zip(paras, heading_levels(paras), strict=True):
         if parts:
             parts.append("\n")
             pos += 1
+        if level:
+            starts.setdefault(para[0].page, pos)
+            parts.append("#" * level + " ")
+            pos += level + 1
         prev = ""
         for ln in para:
             text = ln.text.strip()

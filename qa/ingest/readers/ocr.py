@@ -121,5 +121,5 @@ class ImageReader:
         if not text.strip():
             raise ReadError(f"{path.name}: OCR found no text in the image")
         # One image is one page: a page number would say nothing a citation needs.
-        return Extracted(text=text, media_type=media_type, reader=self.name, markdown=False,
+        return Extracted(text=text, media_type=media_type, reader=self.name, markdown=True,
                          rejoin_lines=False, pages=starts if count > 1 else ())

@@ -174,6 +174,6 @@ class PdfReader:
             warnings.append(f"{path.name}: no text found on page(s) "
                             + ", ".join(map(str, empty)))
         return Extracted(text=text, media_type="application/pdf", reader=self.name,
-                         markdown=False, rejoin_lines=False, pages=starts,
+                         markdown=True, rejoin_lines=False, pages=starts,
                          title=metadata_title(meta.get("Title"), path.stem),
                          warnings=tuple(warnings))
