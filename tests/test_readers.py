@@ -170,6 +170,16 @@ def test_legacy_doc_through_libreoffice():
     assert grain.section == (fx.DOC_TITLE, "一、粮食生产")
 
 
+@pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice is not installed")
+def test_a_wps_file_and_a_conversion_that_takes_too_long(tmp_path):
+    wps = tmp_path / "rural.wps"
+    shutil.copy(fx.DOC_FILE, wps)
+    doc = load_document(wps)
+    assert doc.media_type == "application/vnd.ms-works" and "两万户" in doc.text
+    with pytest.raises(ReadError, match="rural.wps: LibreOffice did not convert it within"):
+        load_document(wps, limits=Limits(convert_timeout_s=0.05))
+
+
 def test_legacy_doc_without_libreoffice_says_what_to_install(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(ReadError) as err:
