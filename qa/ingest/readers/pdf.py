@@ -46,9 +46,12 @@ def _text_lines(page: Any, number: int) -> tuple[list[Line], int, int]:
     try:
         lines: list[Line] = []
         chars: list[tuple[str, tuple[float, float, float, float]]] = []
+        last: tuple[float, float, float, float] | None = None  # the line's last glyph box
         good = junk = 0
 
         def flush() -> None:
+            nonlocal last
+            last = None
             text = "".join(c for c, _ in chars).strip()
             boxes = [b for c, b in chars if not c.isspace()]
             if text and boxes:
@@ -71,13 +74,12 @@ def _text_lines(page: Any, number: int) -> tuple[list[Line], int, int]:
                 continue
             good += 1
             box = textpage.get_charbox(i, loose=True)
-            if chars and any(not c.isspace() for c, _ in chars):
-                last = next(b for c, b in reversed(chars) if not c.isspace())
-                # A character below the line and back at the left: a new line PDFium did not
-                # mark with a line break.
-                if box[3] < last[1] and box[0] < last[0]:
-                    flush()
+            # A character below the line and back at the left: a new line PDFium did not
+            # mark with a line break.
+            if last is not None and box[3] < last[1] and box[0] < last[0]:
+                flush()
             chars.append((ch, box))
+            last = box
         flush()
         return lines, good, junk
     finally:
