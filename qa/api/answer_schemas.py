@@ -38,11 +38,12 @@ class AnswerRequest(BaseModel):
 
 
 class AnswerSentence(BaseModel):
-    text: str = Field(description="The sentence exactly as in the source file.")
+    text: str = Field(description="The sentence exactly as in the document's text.")
     passage: int = Field(description="n of its [n] marker: the rank of its passage in "
                                      "`passages`.")
     doc_id: str
-    char_start: int = Field(description="Offset of the sentence in the source file's text.")
+    char_start: int = Field(description="Offset of the sentence in the document's text "
+                                        "(GET /documents/{doc_id}/text).")
     char_end: int = Field(description="source_text[char_start:char_end] == text.")
     score: float = Field(description="Similarity of the sentence to the question.")
     paragraph: int = Field(description="1-based paragraph number within the document.")

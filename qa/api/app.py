@@ -13,6 +13,7 @@ from qa.api.answer_routes import router as answer_router
 from qa.api.errors import BodyLimitMiddleware, install_error_handlers
 from qa.api.pages import install_pages
 from qa.api.routes import router
+from qa.api.source_routes import router as source_router
 from qa.api.tool_routes import router as tool_router
 from qa.config import Settings, get_settings
 from qa.encoders.base import Embedder
@@ -21,8 +22,9 @@ from qa.service.state import ServiceState
 
 DESCRIPTION = """Semantic search over Chinese policy documents (shipped: the plenary sessions
 of the CPC Wuhan Municipal Committee). Ask in Chinese (simplified or traditional) or English;
-every passage comes with a citation you can check: document, paragraph, exact character
-offsets into the source file, speaker and date."""
+every passage comes with a citation you can check: document, page, paragraph, exact
+character offsets into the document's text (GET /documents/{doc_id}/text), speaker and date.
+Documents may be text, Markdown, PDF (scanned pages are OCRed), Word, web pages or images."""
 
 
 def create_app(settings: Settings | None = None, *, embedder: Embedder | None = None,
@@ -55,6 +57,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.include_router(router)
+    app.include_router(source_router)
     app.include_router(answer_router)
     app.include_router(tool_router)
     app.router.routes.append(Route("/mcp", mcp, include_in_schema=False))

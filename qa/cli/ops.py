@@ -114,11 +114,11 @@ def serve(host: Annotated[str | None, typer.Option(
     import uvicorn
 
     from qa.api import create_app
-    from qa.index.manifest import current_generation
+    from qa.index.manifest import needs_build
 
     settings = settings_from(host=host, port=port, corpus_dir=corpus, index_dir=index,
                              model=model)
-    if reindex or current_generation(settings.index_dir) is None:
+    if reindex or needs_build(settings.index_dir):
         run_index(settings)
     uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
                 log_level="info")

@@ -22,6 +22,7 @@ import json
 import os
 import secrets
 import shutil
+import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -42,8 +43,9 @@ from qa.index.lexical import BM25Index
 from qa.index.manifest import FORMAT, current_generation, fsync_dir, read_manifest
 from qa.index.store import ChunkStore, write_store
 from qa.index.vectors.store import VectorStore
-from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
-from qa.ingest.corpus import load_corpus
+from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk, split_sentences
+from qa.ingest.corpus import Cache, load_corpus
+from qa.ingest.readers import READERS_VERSION, Limits
 from qa.ingest.tokenize import Tokenizer, mine_terms
 from qa.locking import file_lock
 from qa.types import Chunk, Document
@@ -78,18 +80,41 @@ class BuildReport:
     embedded: int = 0
     sentences_embedded: int = 0
     seconds: float = 0.0
+    # Files that were not indexed (file name -> reason), and what the readers warned about.
+    failed: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
 
     def summary(self) -> str:
-        return (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
+        """One line of counts, then one line per skipped file and per warning."""
+        line = (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
                 f" documents ({len(self.added)} new, {len(self.changed)} changed, "
                 f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
                 f"embedded {self.embedded} passages and {self.sentences_embedded} of their "
                 f"sentences in {self.seconds:.1f}s")
+        if self.failed:
+            line += f"; {len(self.failed)} file(s) skipped"
+        lines = [line]
+        lines += [f"  skipped {reason}" if reason.startswith(name) else
+                  f"  skipped {name}: {reason}" for name, reason in sorted(self.failed.items())]
+        lines += [f"  warning: {w}" for _, ws in sorted(self.warnings.items()) for w in ws]
+        return "\n".join(lines)
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
-    return bool(prev) and prev["model"]["fingerprint"] == embedder.fingerprint \
-        and prev["chunker"] == settings
+    return bool(prev) and prev.get("format") == FORMAT \
+        and prev["model"]["fingerprint"] == embedder.fingerprint and prev["chunker"] == settings
+
+
+def _reader_cache(prev_gen: Path | None, prev: dict[str, Any] | None
+                  ) -> tuple[Cache | None, ChunkStore | None]:
+    """What the previous generation read from each file, if the same readers read it."""
+    if prev_gen is None or not prev or prev.get("chunker", {}).get("readers") != READERS_VERSION:
+        return None, None
+    try:
+        store = ChunkStore(prev_gen / "chunks.sqlite")
+    except sqlite3.Error:
+        return None, None
+    return store.extracted, store
 
 
 def _sentence_texts(chunk: Chunk) -> list[str]:
@@ -106,21 +131,29 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 sentence_vectors: bool = True, batch_size: int = 32,
                 hnsw_threshold: int = 200_000, progress: Progress | None = None,
                 force: bool = False, vector_store: VectorStore | None = None,
-                embed_passages: EmbedFn | None = None) -> BuildReport:
-    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring.
+                embed_passages: EmbedFn | None = None,
+                limits: Limits | None = None) -> BuildReport:
+    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring. Files
+    that cannot be read are skipped and listed in the report's ``failed``.
     ``embed_passages`` replaces in-process embedding of the new passages (e.g. on Ray); it
     must produce what ``embedder`` would, whose fingerprint goes into the manifest."""
     started = time.perf_counter()
-    docs = load_corpus(corpus_dir)
     # Room for the 'passage: ' prompt; count_tokens already includes <s> and </s>.
     window = max_tokens or max(64, embedder.max_tokens - 8)
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
-               "sentence_vectors": sentence_vectors}
+               "sentence_vectors": sentence_vectors, "readers": READERS_VERSION}
     with file_lock(index_dir / ".lock"):
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)
         prev = read_manifest(prev_gen) if prev_gen else None
+        cache, cache_store = _reader_cache(prev_gen, prev) if not force else (None, None)
+        try:
+            corpus = load_corpus(corpus_dir, limits=limits, cache=cache)
+        finally:
+            if cache_store is not None:
+                cache_store.close()
+        docs = corpus.documents
         reuse = not force and prev_gen is not None and _reusable(prev, embedder, chunker)
         prev_docs = prev["documents"] if prev and reuse else {}
         prev_store = ChunkStore(prev_gen / "chunks.sqlite") if reuse and prev_gen else None
@@ -137,7 +170,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".building-{gen_name}"
         tmp.mkdir()
-        report = BuildReport(generation=gen_name)
+        report = BuildReport(generation=gen_name, failed=corpus.failed,
+                             warnings=corpus.warnings)
         rows: list[tuple[int, Chunk, list[str]]] = []
         vec_parts: list[np.ndarray] = []
         sent_parts: list[np.ndarray] = []
@@ -163,8 +197,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         sent_counts.extend(np.diff(prev_offsets[old_rows[0]:old_rows[-1] + 2]))
                 else:
                     (report.changed if old else report.added).append(doc.doc_id)
-                    chunks = chunk_document(doc.doc_id, doc.text, markdown=None,
-                                            max_tokens=window, count_tokens=embedder.count_tokens)
+                    chunks = chunk(doc, max_tokens=window, count_tokens=embedder.count_tokens)
                     vec_parts.append(np.zeros((len(chunks), embedder.dim), dtype=np.float32))
                     for ch in chunks:
                         to_embed.append((len(rows), ch))
@@ -192,7 +225,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
                               tokenizer, hnsw_threshold,
                               (sentences, offsets) if sentence_vectors else None,
-                              vector_store or VectorStore(), gen_name)
+                              vector_store or VectorStore(), gen_name, corpus.extracted)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -247,7 +280,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                       vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
                       doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
                       sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
-                      gen_name: str) -> None:
+                      gen_name: str, extracted: dict[str, Any] | None = None) -> None:
     np.save(tmp / "vectors.npy", vectors)
     # Reporter questions in a transcript are context for the answer that follows, not
     # answers: search ranks them below answers (qa.retrieve.search.FusionParams.question_penalty).
@@ -269,7 +302,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         np.save(tmp / "hub_en.npy", hub)
         hub_meta = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K,
                     "sentence_weight": HUB_SENTENCE_WEIGHT}
-    write_store(tmp / "chunks.sqlite", docs, rows)
+    write_store(tmp / "chunks.sqlite", docs, rows, extracted)
     bm25 = BM25Index.build([toks for _, _, toks in rows])
     lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
     manifest = {

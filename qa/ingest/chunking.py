@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from qa.types import Chunk
+from qa.types import Chunk, Document
 
 CHUNKER_VERSION = "3"
 
@@ -173,7 +173,7 @@ def rejoin_lines(text: str) -> str:
                                             text[m.end():m.end() + 1]), text).strip(WHITESPACE)
 
 
-def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
+def _paragraphs(lines: list[_Line], markdown: bool, rejoin: bool = True) -> list[_Para]:
     """Group classified lines into reader paragraphs, carrying section, speaker and context."""
     paras: list[_Para] = []
     headings: list[tuple[int, str]] = []
@@ -241,7 +241,7 @@ def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
             i += 1
             continue
         group = [ln]
-        if markdown:
+        if markdown and rejoin:
             while not is_terminal(group[-1].text) and i + 1 < n and lines[i + 1].kind == "text":
                 i += 1
                 group.append(lines[i])
@@ -343,6 +343,16 @@ def is_markdown(text: str, path: str = "") -> bool:
     return any(_HEADING.match(ln.strip()) for ln in text.splitlines() if ln.startswith("#"))
 
 
+def chunk(doc: Document, *, max_tokens: int = 400,
+          count_tokens: Callable[[str], int] | None = None) -> list[Chunk]:
+    """A document's chunks, laid out the way its reader said, each with its page."""
+    chunks = chunk_document(doc.doc_id, doc.text, markdown=doc.markdown, max_tokens=max_tokens,
+                            count_tokens=count_tokens, rejoin_lines=doc.rejoin_lines)
+    if not doc.pages:
+        return chunks
+    return [replace(c, page=doc.page_at(c.char_start)) for c in chunks]
+
+
 def chunk_document(
     doc_id: str,
     text: str,
@@ -351,9 +361,12 @@ def chunk_document(
     max_tokens: int = 400,
     count_tokens: Callable[[str], int] | None = None,
     overlap_sentences: int = 1,
+    rejoin_lines: bool = True,
 ) -> list[Chunk]:
     """Chunk one document into paragraphs (numbered from 1), splitting long ones into
-    overlapping sentence windows that keep their paragraph number."""
+    overlapping sentence windows that keep their paragraph number. ``rejoin_lines=False``
+    when every line already is one paragraph (a reader laid the text out: Word, web pages,
+    PDF), so that a line without a full stop (a list item, a table row) stays on its own."""
     count = count_tokens or approx_token_count
     md = is_markdown(text) if markdown is None else markdown
     lines = list(_iter_lines(text))
@@ -363,7 +376,7 @@ def chunk_document(
             and len(lines[0].text) <= 80:
         lines[0].kind = "title"  # the page's headline: the document title, not an answer
     chunks: list[Chunk] = []
-    for number, para in enumerate(_paragraphs(lines, md), start=1):
+    for number, para in enumerate(_paragraphs(lines, md, rejoin_lines), start=1):
         spans = _windows(text, para.start, para.end, max_tokens, count, overlap_sentences)
         for w, (a, b) in enumerate(spans):
             a, b = _strip_span(text, a, b)

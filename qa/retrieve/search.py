@@ -287,7 +287,7 @@ class Searcher:
             hits.append(Hit(
                 rank=rank, score=float(fused[row]), chunk=ch, title=doc.title, date=doc.date,
                 citation=format_citation(doc.title, ch.paragraph, ch.speaker, ch.speaker_role,
-                                         doc.date),
+                                         doc.date, ch.page),
                 scores=legs,
             ))
         return hits

@@ -20,7 +20,7 @@ def paragraphs_of(chunks: list[Chunk]) -> list[Paragraph]:
             out[c.paragraph] = Paragraph(
                 paragraph=c.paragraph, char_start=c.char_start, char_end=c.char_end,
                 text=c.text, display_text=c.clean_text, section=list(c.section),
-                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context)
+                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context, page=c.page)
         elif c.char_end > p.char_end:
             # Windows of one long paragraph overlap; the paragraph is their union.
             p.text = p.text + c.text[p.char_end - c.char_start:]
@@ -34,7 +34,8 @@ def document_summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> Do
     return DocumentSummary(doc_id=d.doc_id, title=d.title, date=d.date, source=d.source,
                            type=d.doc_type, language=d.language, path=d.path, sha256=d.sha256,
                            paragraph_count=len({c.paragraph for c in chunks}),
-                           chunk_count=len(chunks))
+                           chunk_count=len(chunks), media_type=d.media_type,
+                           page_count=len(d.pages) or None)
 
 
 def list_document_summaries(searcher: Searcher) -> DocumentList:
@@ -56,7 +57,8 @@ class CitedParagraph(Paragraph):
     doc_id: str
     title: str
     date: str | None
-    citation: str = Field(description="《title》第n段 · speaker · date")
+    citation: str = Field(description="《title》第n段 · speaker · date (第p页 before 第n段 "
+                                      "for sources with pages)")
 
 
 class PassageInContext(BaseModel):
@@ -85,7 +87,7 @@ def passage_in_context(searcher: Searcher, doc_id: str, paragraph: int) -> Passa
         return CitedParagraph(
             **p.model_dump(), doc_id=doc_id, title=doc.title, date=doc.date,
             citation=format_citation(doc.title, p.paragraph, p.speaker, p.speaker_role,
-                                     doc.date))
+                                     doc.date, p.page))
 
     return PassageInContext(doc_id=doc_id, title=doc.title, paragraph_count=len(paras),
                             passage=cited(at), previous=cited(at - 1) if at > 0 else None,

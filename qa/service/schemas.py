@@ -40,11 +40,12 @@ class Passage(BaseModel):
     doc_id: str
     title: str
     paragraph: int = Field(description="1-based paragraph number within the document.")
-    char_start: int = Field(description="Offset of the passage in the source file's text.")
-    char_end: int = Field(description="source_text[char_start:char_end] == text.")
+    char_start: int = Field(description="Offset of the passage in the document's text as read "
+                                        "(GET /documents/{doc_id}/text).")
+    char_end: int = Field(description="text == document_text[char_start:char_end].")
     section: list[str] = Field(description="Heading breadcrumb above the passage.")
     speaker: str | None
-    text: str = Field(description="The passage exactly as in the source file.")
+    text: str = Field(description="The passage exactly as in the document's text.")
     citation: str
     # Extensions beyond the original contract.
     chunk_id: str
@@ -54,6 +55,8 @@ class Passage(BaseModel):
     context: str | None = Field(None, description="The reporter question this passage answers.")
     display_text: str = Field(description="The passage with broken source lines re-joined.")
     scores: dict[str, float] = Field(default_factory=dict, description="Per-leg raw scores.")
+    page: int | None = Field(None, description="1-based page where the passage starts, for "
+                                               "sources with pages (PDF, multi-page TIFF).")
 
     @classmethod
     def of(cls, hit: Hit) -> Passage:
@@ -64,7 +67,7 @@ class Passage(BaseModel):
                    citation=hit.citation, chunk_id=c.chunk_id, window=c.window,
                    speaker_role=c.speaker_role, date=hit.date, context=c.context,
                    display_text=c.clean_text,
-                   scores={k: round(v, 6) for k, v in hit.scores.items()})
+                   scores={k: round(v, 6) for k, v in hit.scores.items()}, page=c.page)
 
 
 class SearchResponse(BaseModel):
@@ -95,6 +98,9 @@ class DocumentSummary(BaseModel):
     sha256: str
     paragraph_count: int
     chunk_count: int
+    media_type: str = Field("text/plain", description="The original file's media type "
+                                                      "(GET /documents/{doc_id}/file).")
+    page_count: int | None = Field(None, description="Pages, for sources that have them.")
 
 
 class Paragraph(BaseModel):
@@ -107,6 +113,7 @@ class Paragraph(BaseModel):
     speaker: str | None
     speaker_role: str | None
     context: str | None
+    page: int | None = None
 
 
 class DocumentDetail(DocumentSummary):
