@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from qa.api.routes import SearcherDep, get_state
-from qa.api.schemas import ErrorResponse
+from qa.service.schemas import ErrorResponse
 from qa.errors import NotFound, UnknownDocument
 from qa.retrieve.search import Searcher
 from qa.service.state import ServiceState
