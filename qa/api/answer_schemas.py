@@ -6,8 +6,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa.retrieve.answer import MAX_SENTENCES, Answer, Sentence
-from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
-from qa.service.schemas import Passage
+from qa.retrieve.query import MAX_TOP_K
+from qa.service.schemas import Passage, Question
 
 
 class AnswerRequest(BaseModel):
@@ -21,8 +21,8 @@ class AnswerRequest(BaseModel):
         ]},
     )
 
-    question: str = Field(description="The question, in Chinese (simplified or traditional) "
-                                      "or English.", max_length=MAX_QUERY_CHARS)
+    question: Question = Field(description="The question, in Chinese (simplified or "
+                                           "traditional) or English.")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve and quote "
                                                           "from.")
     max_sentences: int = Field(3, ge=1, le=MAX_SENTENCES, description="Most sentences to "

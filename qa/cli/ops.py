@@ -45,6 +45,8 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
         if bar:
             bar[0].close()
     if not quiet:
+        for note in report.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"index {report.generation}: {report.summary()}", err=True)
         for label, names in (("added", report.added), ("changed", report.changed),
                              ("removed", report.removed)):
@@ -56,18 +58,52 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
 @app.command()
 def index(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None,
           force: Annotated[bool, typer.Option(help="Re-embed every document.")] = False,
+          verify: Annotated[bool, typer.Option(
+              "--verify", help="Only check every file of the live generation against its "
+                               "checksums (exit 1 naming a damaged file); build nothing.")]
+          = False,
           as_json: JsonOpt = False) -> None:
     """Build or update the index from the corpus folder. Only new or changed documents are
-    embedded again; removed ones disappear; a failed build leaves the previous index in use.
+    embedded again; removed ones disappear; a failed build leaves the previous index in use;
+    a damaged index is rebuilt. With nothing changed, nothing is written.
 
     Example: qa index --corpus corpus --index index
     """
+    if verify:
+        verify_index(settings_from(index_dir=index), as_json)
+        return
     report = run_index(settings_from(corpus_dir=corpus, index_dir=index, model=model),
                        force=force)
     if as_json:
         from dataclasses import asdict
 
         typer.echo(json.dumps(asdict(report), ensure_ascii=False, indent=2))
+
+
+def verify_index(settings: Settings, as_json: bool) -> None:
+    """Hash every byte of the live generation against its manifest (``qa index --verify``)."""
+    import time
+
+    from qa.errors import IndexNotReady
+    from qa.index.integrity import verify_files
+    from qa.index.manifest import current_generation, read_manifest
+
+    gen = current_generation(settings.index_dir)
+    if gen is None:
+        raise IndexNotReady(f"no index in {settings.index_dir}: build it with `qa index`")
+    started = time.perf_counter()
+    manifest = read_manifest(gen)
+    if manifest.get("files") is None:
+        raise IndexNotReady(f"generation {gen.name} records no checksums (built by an older "
+                            "qa); `qa index` rebuilds it with them")
+    hashed = verify_files(gen, manifest, full=True)
+    seconds = time.perf_counter() - started
+    if as_json:
+        typer.echo(json.dumps({"generation": gen.name, "files": len(manifest["files"]),
+                               "bytes": hashed, "seconds": round(seconds, 3), "ok": True}))
+    else:
+        typer.echo(f"ok: generation {gen.name}, {len(manifest['files'])} files, "
+                   f"{hashed / 2**20:.1f} MiB verified in {seconds:.1f}s", err=True)
 
 
 @app.command()
@@ -87,14 +123,14 @@ def serve(host: Annotated[str | None, typer.Option(
     import uvicorn
 
     from qa.api import create_app
+    from qa.api.server import server_config
     from qa.index.manifest import current_generation
 
     settings = settings_from(host=host, port=port, corpus_dir=corpus, index_dir=index,
                              model=model)
     if reindex or current_generation(settings.index_dir) is None:
         run_index(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info")
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
 
 
 @app.command("mcp")

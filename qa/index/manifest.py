@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+from qa.index.integrity import check_manifest, damaged, manifest_checksum, record_files
+
 FORMAT = "qa-index/1"
+log = logging.getLogger("qa.index")
 
 
 def current_generation(index_dir: Path) -> Path | None:
@@ -19,7 +23,33 @@ def current_generation(index_dir: Path) -> Path | None:
 
 
 def read_manifest(gen: Path) -> dict[str, Any]:
-    return json.loads((gen / "manifest.json").read_text(encoding="utf-8"))
+    """The manifest, checked against its own checksum; an unreadable or altered one is an
+    IndexCorrupt naming manifest.json."""
+    try:
+        manifest = json.loads((gen / "manifest.json").read_bytes().decode("utf-8"))
+    except (ValueError, OSError) as exc:  # JSONDecodeError and UnicodeDecodeError are both
+        log.warning("cannot read %s: %s", gen / "manifest.json", exc)
+        raise damaged(gen, "manifest.json", "it cannot be read as JSON") from None
+    if not isinstance(manifest, dict):
+        raise damaged(gen, "manifest.json", "it is not a JSON object")
+    check_manifest(gen, manifest)
+    return manifest
+
+
+def write_manifest(gen: Path, manifest: dict[str, Any]) -> None:
+    """Record every file's checksum in the manifest and write it last, fsynced: the other
+    files are complete on disk before anything vouches for them."""
+    for f in gen.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    # Through JSON once, so the checksum is of exactly what a reader will parse.
+    manifest = json.loads(json.dumps({**manifest, "files": record_files(gen)}))
+    manifest["checksum"] = manifest_checksum(manifest)
+    path = gen / "manifest.json"
+    path.write_text(json.dumps(manifest, ensure_ascii=False, indent=2), encoding="utf-8")
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+    fsync_dir(gen)
 
 
 def fsync_dir(path: Path) -> None:
@@ -28,5 +58,3 @@ def fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
