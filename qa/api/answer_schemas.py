@@ -11,8 +11,10 @@ from qa.service.schemas import Passage, Question
 
 
 class AnswerRequest(BaseModel):
+    # strict: what the schema says is a boolean or an integer must be one ("generate": 0
+    # and "top_k": "5" were accepted, against the published schema).
     model_config = ConfigDict(
-        extra="forbid",
+        extra="forbid", strict=True,
         json_schema_extra={"examples": [
             {"question": "武汉有多少名院士?", "top_k": 5, "max_sentences": 3},
             {"question": "What is Wuhan's target for R&D spending?", "max_sentences": 2},

@@ -36,7 +36,8 @@ def error_response(status: int, code: str, message: str,
                         headers=headers)
 
 
-def _message(e: dict) -> str:
+def field_message(e: dict) -> str:
+    """A pydantic error's message, in words a client can act on."""
     if e.get("type") == "string_pattern_mismatch" and \
             (e.get("ctx") or {}).get("pattern") == NON_BLANK:
         return "must contain a character that is not a space"
@@ -55,7 +56,7 @@ def _describe(exc: RequestValidationError) -> tuple[int, str, str]:
         if e.get("type") == "missing" and not loc:
             parts.append("a JSON body is required")
             continue
-        parts.append(f"{loc or 'body'}: {_message(e)}")
+        parts.append(f"{loc or 'body'}: {field_message(e)}")
     return 422, "invalid_request", "; ".join(parts) or "invalid request"
 
 
@@ -84,13 +85,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 def allowed_methods(request: Request) -> set[str]:
     """Every method some route accepts on this path: starlette's own Allow header names only
-    the first route that matched the path (GET /search, not POST)."""
-    methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
-    return methods
+    the first route that matched the path (GET /search, not POST), and FastAPI's included
+    routers hide their routes, so each method is tried against the whole router."""
+    return {m for m in _METHODS
+            if any(route.matches({**request.scope, "method": m})[0] == Match.FULL
+                   for route in request.app.router.routes)}
+
+
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
 class BodyLimitMiddleware:

@@ -89,9 +89,11 @@ def post_search(body: SearchRequest, searcher: SearcherDep) -> Response:
             tags=["search"])
 def get_search(
     searcher: SearcherDep,
-    q: Annotated[Text, Query(description="The question.", min_length=1,
-                             max_length=MAX_QUERY_CHARS, pattern=NON_BLANK,
-                             examples=["光芯屏端网"])],
+    # A query string is percent-decoded with replacement characters: it never carries a
+    # lone surrogate, unlike JSON.
+    q: Annotated[str, Query(description="The question.", min_length=1,
+                            max_length=MAX_QUERY_CHARS, pattern=NON_BLANK,
+                            examples=["光芯屏端网"])],
     top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 5,
     mode: Mode = "auto",
     doc_id: Annotated[list[Text] | None,

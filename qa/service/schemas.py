@@ -33,8 +33,10 @@ Question = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, patter
 
 
 class SearchRequest(BaseModel):
+    # strict: what the schema says is a boolean or an integer must be one ("generate": 0
+    # and "top_k": "5" were accepted, against the published schema).
     model_config = ConfigDict(
-        extra="forbid",
+        extra="forbid", strict=True,
         json_schema_extra={"examples": [
             {"query": "武汉城市圈同城化发展有哪些举措?", "top_k": 5, "mode": "auto"},
             {"query": "How many academicians does Wuhan have?", "top_k": 3},
