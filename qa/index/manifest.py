@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,27 @@ FORMAT = "qa-index/1"
 log = logging.getLogger("qa.index")
 
 
+# What a build names a generation; CURRENT naming anything else (a damaged pointer, a path
+# out of the index folder) names none.
+_GENERATION = re.compile(r"g-[0-9A-Za-z-]{1,64}")
+
+
+def generation_name(text: str | bytes) -> str | None:
+    """The generation a CURRENT file's content names, if it is a valid name."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    name = text.strip()
+    return name if _GENERATION.fullmatch(name) else None
+
+
 def current_generation(index_dir: Path) -> Path | None:
-    pointer = index_dir / "CURRENT"
-    if not pointer.exists():
+    try:
+        name = generation_name((index_dir / "CURRENT").read_bytes())
+    except OSError:
         return None
-    gen = index_dir / pointer.read_text(encoding="utf-8").strip()
+    if name is None:
+        return None
+    gen = index_dir / name
     return gen if (gen / "manifest.json").exists() else None
 
 

@@ -27,6 +27,7 @@ from qa.config import Settings
 from qa.encoders.base import Embedder
 from qa.errors import IndexNotReady, QAError
 from qa.index.load import open_index
+from qa.index.manifest import generation_name
 from qa.retrieve.search import Searcher
 
 log = logging.getLogger("qa.api")
@@ -80,7 +81,7 @@ class ServiceState:
 
     def _pointer(self) -> str | None:
         try:
-            return (self.settings.index_dir / "CURRENT").read_text(encoding="utf-8").strip()
+            return generation_name((self.settings.index_dir / "CURRENT").read_bytes())
         except OSError:
             return None
 

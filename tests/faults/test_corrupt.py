@@ -212,3 +212,22 @@ def test_a_damaged_previous_generation_is_never_copied_forward(pristine, embedde
     a = np.load(current_generation(settings.index_dir) / "vectors.npy")
     b = np.load(current_generation(tmp_path / "fresh") / "vectors.npy")
     assert np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage", b"../../etc", b"g-nope"])
+def test_a_damaged_current_pointer(pristine, embedder, tmp_path, content):
+    """CURRENT naming no valid generation: a running service keeps what it serves, a new
+    one answers 503 saying to build, and `qa index` builds afresh."""
+    settings = pristine.copy(tmp_path / "copy")
+    with app_client(settings, embedder) as running:
+        (settings.index_dir / "CURRENT").write_bytes(content)
+        r = running.post("/search", json={"query": QUERIES[0], "top_k": 5})
+        assert r.status_code == 200 and top_chunks(r.json()) == pristine.expected[QUERIES[0]]
+        with app_client(settings, embedder) as fresh:
+            r = fresh.post("/search", json={"query": QUERIES[0]})
+            assert r.status_code == 503 and "qa index" in r.json()["error"]["message"]
+        report = build_index(settings.corpus_dir, settings.index_dir, embedder)
+        assert not report.nothing_changed
+        r = running.post("/search", json={"query": QUERIES[0], "top_k": 5})
+        assert r.status_code == 200 and top_chunks(r.json()) == pristine.expected[QUERIES[0]]
+        assert running.get("/readyz").json()["index"] == report.generation
