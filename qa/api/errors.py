@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -36,7 +38,7 @@ def error_response(status: int, code: str, message: str,
                         headers=headers)
 
 
-def field_message(e: dict) -> str:
+def field_message(e: Mapping[str, Any]) -> str:
     """A pydantic error's message, in words a client can act on."""
     if e.get("type") == "string_pattern_mismatch" and \
             (e.get("ctx") or {}).get("pattern") == NON_BLANK:

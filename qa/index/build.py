@@ -97,7 +97,7 @@ class BuildReport:
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
-    return bool(prev) and prev["model"]["fingerprint"] == embedder.fingerprint \
+    return prev is not None and prev["model"]["fingerprint"] == embedder.fingerprint \
         and prev["chunker"] == settings
 
 
@@ -144,7 +144,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                                chunks=int(prev["counts"]["chunks"]), nothing_changed=True,
                                seconds=time.perf_counter() - started)
         tokenizer = Tokenizer(user_words)
-        same_lexicon = bool(prev) and prev.get("lexical", {}).get("user_words") == user_words
+        same_lexicon = prev is not None and \
+            prev.get("lexical", {}).get("user_words") == user_words
 
         gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".building-{gen_name}"
@@ -160,7 +161,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         try:
             for doc in docs:
                 old = prev_docs.get(doc.doc_id)
-                if old and old["sha256"] == doc.sha256 and prev_store is not None:
+                if old and old["sha256"] == doc.sha256 and prev_store is not None \
+                        and prev_vecs is not None:
                     report.unchanged.append(doc.doc_id)
                     kept = list(prev_store.iter_doc(doc.doc_id))
                     old_rows = [r for r, _, _ in kept]
@@ -168,7 +170,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         toks = toks if same_lexicon else tokenizer(ch.clean_text)
                         rows.append((len(rows), ch, toks))
                     vec_parts.append(np.asarray(prev_vecs[old_rows], dtype=np.float32))
-                    if prev_offsets is not None and old_rows:
+                    if prev_offsets is not None and prev_sents is not None and old_rows:
                         # A document's rows are contiguous, and so are their sentences.
                         lo, hi = prev_offsets[old_rows[0]], prev_offsets[old_rows[-1] + 1]
                         sent_parts.append(np.asarray(prev_sents[lo:hi], dtype=np.float32))
