@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", min_length=1)
     port: int = Field(8000, ge=1, le=65535)
     max_body_bytes: int = Field(64 * 1024, ge=1024)
+    # Slow clients are cut off (qa.api.server): the request line and headers must arrive
+    # within header_timeout_s of the connection or of the previous response, and be at most
+    # max_header_bytes; the body within body_timeout_s of the first read (408); an idle
+    # keep-alive connection is closed after keep_alive_s.
+    header_timeout_s: float = Field(10.0, gt=0, le=3600)
+    body_timeout_s: float = Field(10.0, gt=0, le=3600)
+    keep_alive_s: float = Field(5.0, gt=0, le=3600)
+    max_header_bytes: int = Field(64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # Host names /mcp accepts besides loopback, e.g. '["qa.example.com"]': DNS-rebinding
+    # protection stays on for them. Empty: on for a loopback host, off when the service is
+    # bound to another address on purpose (0.0.0.0 in a container).
+    mcp_allowed_hosts: list[str] = Field(default_factory=list)
+    # What loading checks of the index files (docs/ARCHITECTURE.md): "quick" (sizes, whole
+    # checksums of files up to 64 MiB, sampled checksums of larger ones) or "full".
+    index_verify: Literal["quick", "full"] = "quick"
 
     llm_base_url: str | None = None
     llm_model: str | None = None

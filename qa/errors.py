@@ -9,10 +9,12 @@ by the exception handlers in ``qa.api.errors`` for HTTP, by the single catch in
     │   └── UnknownDocument (404, unknown_document)
     ├── NotFound (404, not_found)                 unknown paragraph, route ...
     ├── IndexNotReady (503, index_not_ready)      no index built / still loading
-    ├── IndexMismatch (409, index_mismatch)       index built by other weights/chunker
+    ├── IndexCorrupt (503, index_corrupt)         a file of the generation is damaged
+    ├── IndexMismatch (503, index_mismatch)       index built by other weights/chunker
     ├── ModelUnavailable (503, model_unavailable) weights cannot be found or loaded
     ├── CorpusError (400, corpus_error)           unreadable corpus file or metadata
     ├── PayloadTooLarge (413, payload_too_large)  a request body over its limit
+    ├── RequestTimeout (408, request_timeout)     a request body sent too slowly
     ├── ConfigError (503, config_error)           a setting has an invalid value
     └── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
 
@@ -53,8 +55,24 @@ class IndexNotReady(QAError):
     code = "index_not_ready"
 
 
+class IndexCorrupt(QAError):
+    """A file of the index generation fails its checksum or cannot be read: nothing of that
+    generation is served until ``qa index`` rebuilds it. ``file`` is its name inside the
+    generation (the message never carries an absolute path)."""
+
+    status = 503
+    code = "index_corrupt"
+
+    def __init__(self, message: str, file: str | None = None) -> None:
+        super().__init__(message)
+        self.file = file
+
+
 class IndexMismatch(QAError):
-    status = 409
+    """Built by other weights or another format. 503, not 409: for a client it means the
+    service cannot answer until the index is rebuilt, like an index that is not built."""
+
+    status = 503
     code = "index_mismatch"
 
 
@@ -76,6 +94,11 @@ class UpstreamError(QAError):
 class PayloadTooLarge(QAError):
     status = 413
     code = "payload_too_large"
+
+
+class RequestTimeout(QAError):
+    status = 408
+    code = "request_timeout"
 
 
 class ConfigError(QAError):

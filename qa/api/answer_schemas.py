@@ -6,13 +6,15 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from qa.retrieve.answer import MAX_SENTENCES, Answer, Sentence
-from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
-from qa.service.schemas import Mode, Passage
+from qa.retrieve.query import MAX_TOP_K
+from qa.service.schemas import Mode, Passage, Question
 
 
 class AnswerRequest(BaseModel):
+    # strict: what the schema says is a boolean or an integer must be one ("generate": 0
+    # and "top_k": "5" were accepted, against the published schema).
     model_config = ConfigDict(
-        extra="forbid",
+        extra="forbid", strict=True,
         json_schema_extra={"examples": [
             {"question": "武汉有多少名院士?", "top_k": 5, "max_sentences": 3},
             {"question": "What is Wuhan's target for R&D spending?", "max_sentences": 2},
@@ -21,8 +23,8 @@ class AnswerRequest(BaseModel):
         ]},
     )
 
-    question: str = Field(description="The question, in Chinese (simplified or traditional) "
-                                      "or English.", max_length=MAX_QUERY_CHARS)
+    question: Question = Field(description="The question, in Chinese (simplified or "
+                                           "traditional) or English.")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve and quote "
                                                           "from.")
     max_sentences: int = Field(3, ge=1, le=MAX_SENTENCES, description="Most sentences to "

@@ -35,7 +35,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     state = ServiceState(settings, embedder)
     # MCP over streamable HTTP at /mcp, on this app's state. The MCP server knows nothing of
     # HTTP routes: both edges share qa.service, and only this factory mounts one in the other.
-    mcp = StreamableHTTPEndpoint(build_mcp_server(state_searcher(state)), host=settings.host)
+    mcp = StreamableHTTPEndpoint(build_mcp_server(state_searcher(state)), host=settings.host,
+                                 allowed_hosts=settings.mcp_allowed_hosts)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -45,8 +46,7 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
             state.load()
         async with mcp.running():
             yield
-        if state.searcher is not None:
-            state.searcher.index.store.close()
+        state.close()
 
     app = FastAPI(title="qa: cited search over Chinese policy documents", version=__version__,
                   description=DESCRIPTION, lifespan=lifespan,
@@ -55,7 +55,8 @@ def create_app(settings: Settings | None = None, *, embedder: Embedder | None = 
     app.state.settings = settings
     app.state.mcp = mcp.server
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       timeout_s=settings.body_timeout_s)
     app.include_router(router)
     app.include_router(source_router)
     app.include_router(answer_router)

@@ -14,9 +14,9 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse, PlainTextResponse
 
 from qa.api.routes import SearcherDep, get_state
-from qa.service.schemas import ErrorResponse
 from qa.errors import NotFound, UnknownDocument
 from qa.retrieve.search import Searcher
+from qa.service.schemas import ErrorResponse
 from qa.service.state import ServiceState
 from qa.types import Document
 

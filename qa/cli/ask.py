@@ -69,7 +69,7 @@ def _local(settings: Any, question: str, top_k: int, mode: str, doc_ids: list[st
         result = searcher.search(question, top_k, mode, doc_ids)
         return SearchResponse.of(result).model_dump()
     finally:
-        searcher.index.store.close()
+        searcher.index.close()
 
 
 def _remote(server: str, question: str, top_k: int, mode: str, doc_ids: list[str] | None,

@@ -49,6 +49,8 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
         if embed_passages is not None:
             embed_passages.close()
     if not quiet:
+        for note in report.notes:
+            typer.secho(f"note: {note}", fg=typer.colors.YELLOW, err=True)
         typer.echo(f"index {report.generation}: {report.summary()}", err=True)
         for label, names in (("added", report.added), ("changed", report.changed),
                              ("removed", report.removed)):
@@ -83,18 +85,52 @@ def index(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = No
           ray_workers: Annotated[int | None, typer.Option(
               envvar="QA_RAY_WORKERS", show_default="2", metavar="N",
               help="Encoder actors on Ray, QA_THREADS (default 1) CPUs each.")] = None,
+          verify: Annotated[bool, typer.Option(
+              "--verify", help="Only check every file of the live generation against its "
+                               "checksums (exit 1 naming a damaged file); build nothing.")]
+          = False,
           as_json: JsonOpt = False) -> None:
     """Build or update the index from the corpus folder. Only new or changed documents are
-    embedded again; removed ones disappear; a failed build leaves the previous index in use.
+    embedded again; removed ones disappear; a failed build leaves the previous index in use;
+    a damaged index is rebuilt. With nothing changed, nothing is written.
 
     Example: qa index --corpus corpus --index index --ray local --ray-workers 2
     """
+    if verify:
+        verify_index(settings_from(index_dir=index), as_json)
+        return
     report = run_index(settings_from(corpus_dir=corpus, index_dir=index, model=model,
                                      ray_address=ray, ray_workers=ray_workers), force=force)
     if as_json:
         from dataclasses import asdict
 
         typer.echo(json.dumps(asdict(report), ensure_ascii=False, indent=2))
+
+
+def verify_index(settings: Settings, as_json: bool) -> None:
+    """Hash every byte of the live generation against its manifest (``qa index --verify``)."""
+    import time
+
+    from qa.errors import IndexNotReady
+    from qa.index.integrity import verify_files
+    from qa.index.manifest import current_generation, read_manifest
+
+    gen = current_generation(settings.index_dir)
+    if gen is None:
+        raise IndexNotReady(f"no index in {settings.index_dir}: build it with `qa index`")
+    started = time.perf_counter()
+    manifest = read_manifest(gen)
+    if manifest.get("files") is None:
+        raise IndexNotReady(f"generation {gen.name} records no checksums (built by an older "
+                            "qa); `qa index` rebuilds it with them")
+    hashed = verify_files(gen, manifest, full=True)
+    seconds = time.perf_counter() - started
+    if as_json:
+        typer.echo(json.dumps({"generation": gen.name, "files": len(manifest["files"]),
+                               "bytes": hashed, "seconds": round(seconds, 3), "ok": True}))
+    else:
+        typer.echo(f"ok: generation {gen.name}, {len(manifest['files'])} files, "
+                   f"{hashed / 2**20:.1f} MiB verified in {seconds:.1f}s", err=True)
 
 
 @app.command()
@@ -114,14 +150,14 @@ def serve(host: Annotated[str | None, typer.Option(
     import uvicorn
 
     from qa.api import create_app
+    from qa.api.server import server_config
     from qa.index.manifest import needs_build
 
     settings = settings_from(host=host, port=port, corpus_dir=corpus, index_dir=index,
                              model=model)
     if reindex or needs_build(settings.index_dir):
         run_index(settings)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
-                log_level="info")
+    uvicorn.Server(server_config(create_app(settings), settings)).run()
 
 
 @app.command("mcp")

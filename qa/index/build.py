@@ -12,18 +12,20 @@ Layout of ``index/``::
 
 A build writes a new generation beside the live one and only then switches CURRENT, so a
 crash or Ctrl-C mid-build leaves the previous index fully usable. Documents whose bytes,
-the chunker and the embedder are unchanged keep their vectors; only new or changed ones
-are embedded again, and removed ones are gone from the new generation.
+the chunker and the embedder are unchanged keep their vectors, taken only from a previous
+generation that passes a full verification of its checksums; only new or changed ones are
+embedded again, and removed ones are gone from the new generation. When nothing changed,
+nothing is written. Old generations are removed by the next build, once no process holds
+them (``qa.index.generations``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
-import sqlite3
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,15 +34,17 @@ from typing import Any
 import numpy as np
 
 from qa.encoders.base import Embedder, embed
-from qa.index.hubness import (
-    HUB_K,
-    HUB_SENTENCE_WEIGHT,
-    REFERENCE_BANK,
-    hub_scores,
-    reference_queries,
+from qa.index.generations import (
+    Previous,
+    doc_meta_sha256,
+    hub_meta_of,
+    nothing_changed,
+    open_previous,
+    remove_unused,
 )
+from qa.index.hubness import hub_scores, reference_queries
 from qa.index.lexical import BM25Index
-from qa.index.manifest import FORMAT, current_generation, fsync_dir, read_manifest
+from qa.index.manifest import FORMAT, current_generation, fsync_dir, write_manifest
 from qa.index.store import ChunkStore, write_store
 from qa.index.vectors.store import VectorStore
 from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk, split_sentences
@@ -83,9 +87,17 @@ class BuildReport:
     # Files that were not indexed (file name -> reason), and what the readers warned about.
     failed: dict[str, str] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    # True when the corpus, the model and the settings are those of the live generation:
+    # nothing was written and CURRENT still names the same generation.
+    nothing_changed: bool = False
+    # Why something was rebuilt from scratch (a previous generation that failed its checks).
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line of counts, then one line per skipped file and per warning."""
+        if self.nothing_changed:
+            return (f"nothing changed: {self.chunks} chunks from {len(self.unchanged)} "
+                    f"documents (checked in {self.seconds:.1f}s)")
         line = (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
                 f" documents ({len(self.added)} new, {len(self.changed)} changed, "
                 f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
@@ -101,7 +113,7 @@ class BuildReport:
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
-    return bool(prev) and prev.get("format") == FORMAT \
+    return prev is not None and prev.get("format") == FORMAT \
         and prev["model"]["fingerprint"] == embedder.fingerprint and prev["chunker"] == settings
 
 
@@ -112,9 +124,9 @@ def _reader_cache(prev_gen: Path | None, prev: dict[str, Any] | None
         return None, None
     try:
         store = ChunkStore(prev_gen / "chunks.sqlite")
-    except sqlite3.Error:
+        return store.extracted, store
+    except Exception:  # noqa: BLE001 - a damaged store only means every file is read again
         return None, None
-    return store.extracted, store
 
 
 def _sentence_texts(chunk: Chunk) -> list[str]:
@@ -146,7 +158,10 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)
-        prev = read_manifest(prev_gen) if prev_gen else None
+        store_cfg = vector_store or VectorStore()
+        # Vectors are reused only from a generation whose every byte checks out.
+        previous = Previous() if force else open_previous(prev_gen, sentence_vectors)
+        prev = previous.manifest
         cache, cache_store = _reader_cache(prev_gen, prev) if not force else (None, None)
         try:
             corpus = load_corpus(corpus_dir, limits=limits, cache=cache)
@@ -154,24 +169,29 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             if cache_store is not None:
                 cache_store.close()
         docs = corpus.documents
-        reuse = not force and prev_gen is not None and _reusable(prev, embedder, chunker)
-        prev_docs = prev["documents"] if prev and reuse else {}
-        prev_store = ChunkStore(prev_gen / "chunks.sqlite") if reuse and prev_gen else None
-        prev_vecs = np.load(prev_gen / "vectors.npy", mmap_mode="r") if reuse and prev_gen else None
-        prev_sents = prev_offsets = None
-        if reuse and prev_gen and sentence_vectors:
-            prev_sents = np.load(prev_gen / "sentences.npy", mmap_mode="r")
-            prev_offsets = np.load(prev_gen / "sentence_offsets.npy")
-
         user_words = mine_terms(d.text for d in docs)
+        reuse = prev is not None and _reusable(prev, embedder, chunker)
+        prev_docs = prev["documents"] if prev and reuse else {}
+        prev_store = previous.store if reuse else None
+        prev_vecs, prev_sents, prev_offsets = (previous.vectors, previous.sentences,
+                                                 previous.offsets)
+        if reuse and prev and prev_gen and nothing_changed(prev, docs, user_words, store_cfg,
+                                                           hnsw_threshold, LEXICAL_TOKENIZER):
+            previous.close()
+            remove_unused(index_dir, {prev_gen.name}, store_cfg)
+            return BuildReport(generation=prev_gen.name, unchanged=[d.doc_id for d in docs],
+                               chunks=int(prev["counts"]["chunks"]), nothing_changed=True,
+                               failed=corpus.failed, warnings=corpus.warnings,
+                               seconds=time.perf_counter() - started)
         tokenizer = Tokenizer(user_words)
-        same_lexicon = bool(prev) and prev.get("lexical", {}).get("user_words") == user_words
+        same_lexicon = prev is not None and \
+            prev.get("lexical", {}).get("user_words") == user_words
 
         gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".building-{gen_name}"
         tmp.mkdir()
         report = BuildReport(generation=gen_name, failed=corpus.failed,
-                             warnings=corpus.warnings)
+                             warnings=corpus.warnings, notes=previous.notes)
         rows: list[tuple[int, Chunk, list[str]]] = []
         vec_parts: list[np.ndarray] = []
         sent_parts: list[np.ndarray] = []
@@ -182,7 +202,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         try:
             for doc in docs:
                 old = prev_docs.get(doc.doc_id)
-                if old and old["sha256"] == doc.sha256 and prev_store is not None:
+                if old and old["sha256"] == doc.sha256 and prev_store is not None \
+                        and prev_vecs is not None:
                     report.unchanged.append(doc.doc_id)
                     kept = list(prev_store.iter_doc(doc.doc_id))
                     old_rows = [r for r, _, _ in kept]
@@ -190,7 +211,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         toks = toks if same_lexicon else tokenizer(ch.clean_text)
                         rows.append((len(rows), ch, toks))
                     vec_parts.append(np.asarray(prev_vecs[old_rows], dtype=np.float32))
-                    if prev_offsets is not None and old_rows:
+                    if prev_offsets is not None and prev_sents is not None and old_rows:
                         # A document's rows are contiguous, and so are their sentences.
                         lo, hi = prev_offsets[old_rows[0]], prev_offsets[old_rows[-1] + 1]
                         sent_parts.append(np.asarray(prev_sents[lo:hi], dtype=np.float32))
@@ -206,7 +227,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         sent_parts.append(np.zeros((n_sent, embedder.dim), dtype=np.float32))
                         sent_counts.append(n_sent)
                 doc_entries[doc.doc_id] = {"sha256": doc.sha256, "path": doc.path,
-                                           "title": doc.title}
+                                           "title": doc.title,
+                                           "meta_sha256": doc_meta_sha256(doc)}
             report.removed = sorted(set(prev["documents"]) - set(titles)) if prev else []
             vectors = (np.concatenate(vec_parts) if vec_parts
                        else np.zeros((0, embedder.dim), np.float32))
@@ -219,13 +241,15 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                                progress, embed_passages)
             report.embedded = len(to_embed)
             report.sentences_embedded = texts - len(to_embed)
+            # One pass: scanning every row for each document was quadratic (2e10 steps at
+            # a million chunks).
+            per_doc = Counter(c.doc_id for _, c, _ in rows)
             for doc in docs:
-                doc_entries[doc.doc_id]["chunks"] = sum(1 for _, c, _ in rows
-                                                        if c.doc_id == doc.doc_id)
+                doc_entries[doc.doc_id]["chunks"] = per_doc[doc.doc_id]
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
                               tokenizer, hnsw_threshold,
                               (sentences, offsets) if sentence_vectors else None,
-                              vector_store or VectorStore(), gen_name, corpus.extracted)
+                              store_cfg, gen_name, corpus.extracted)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -238,12 +262,11 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
-            if prev_store is not None:
-                prev_store.close()
-        for old_gen in index_dir.glob("g-*"):
-            if old_gen.name != gen_name:
-                (vector_store or VectorStore()).drop(old_gen)
-                shutil.rmtree(old_gen, ignore_errors=True)
+            previous.close()
+        # The generation just replaced stays (a server may be loading it right now), and so
+        # does any other a process still holds; the next build removes them.
+        remove_unused(index_dir, {gen_name} | ({prev_gen.name} if prev_gen else set()),
+                      store_cfg)
     report.chunks = len(rows)
     report.seconds = time.perf_counter() - started
     return report
@@ -300,8 +323,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
     if bank and len(vectors):
         hub = hub_scores(embedder.embed_batch(bank, "query"), vectors, sentences)
         np.save(tmp / "hub_en.npy", hub)
-        hub_meta = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K,
-                    "sentence_weight": HUB_SENTENCE_WEIGHT}
+        hub_meta = hub_meta_of(bank)
     write_store(tmp / "chunks.sqlite", docs, rows, extracted)
     bm25 = BM25Index.build([toks for _, _, toks in rows])
     lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
@@ -319,11 +341,8 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         "documents": doc_entries,
         "counts": {"documents": len(docs), "chunks": len(rows)},
     }
-    # The manifest goes last: a generation without one is never loaded.
-    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
-                                       encoding="utf-8")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    # The manifest goes last, with every file's checksum: a generation without one is
+    # never loaded.
+    write_manifest(tmp, manifest)
 
 

@@ -8,14 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import sqlite3
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+from qa.errors import IndexCorrupt, IndexNotReady, InvalidRequest
 from qa.ingest.readers.base import Extracted
 from qa.types import Chunk, Document
+
+log = logging.getLogger("qa.index")
 
 # ``sources`` keeps each document's text as read (what citations index into, served by
 # GET /documents/{doc_id}/text) and what its reader said about it, keyed by the file's
@@ -99,11 +104,11 @@ class _Documents(Mapping[str, Document]):
             if doc is not None:
                 self._recent.move_to_end(doc_id)
                 return doc
-        row = self._store._conn().execute(
-            f"SELECT {_DOC_COLS} FROM documents WHERE doc_id = ?", (doc_id,)).fetchone()
-        if row is None:
+        found = self._store._run(
+            f"SELECT {_DOC_COLS} FROM documents WHERE doc_id = ?", (doc_id,), _document)
+        if not found:
             raise KeyError(doc_id)
-        doc = _document(row)
+        doc = found[0]
         with self._lock:
             self._recent[doc_id] = doc
             if len(self._recent) > self.CACHED:
@@ -111,35 +116,67 @@ class _Documents(Mapping[str, Document]):
         return doc
 
     def __contains__(self, doc_id: object) -> bool:
-        return isinstance(doc_id, str) and self._store._conn().execute(
-            "SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone() is not None
+        return isinstance(doc_id, str) and bool(self._store._run(
+            "SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)))
 
     def __iter__(self) -> Iterator[str]:
-        cur = self._store._conn().execute("SELECT doc_id FROM documents ORDER BY doc_id")
+        cur = self._store._run("SELECT doc_id FROM documents ORDER BY doc_id")
         return iter([r[0] for r in cur])
 
     def __len__(self) -> int:
         if self._len is None:
-            self._len = int(self._store._conn().execute(
-                "SELECT COUNT(*) FROM documents").fetchone()[0])
+            self._len = int(self._store._run(
+                "SELECT COUNT(*) FROM documents")[0][0])
         return self._len
 
 
 class ChunkStore:
-    """Read side. One connection per thread: SQLite connections are not shared across threads."""
+    """Read side. One connection per thread: SQLite connections are not shared across threads.
+
+    Every connection is remembered, so ``close`` closes them all, whichever thread opened
+    them. A damaged file's SQLite error becomes an IndexCorrupt naming chunks.sqlite.
+    """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._local = threading.local()
-        self._conn().execute("SELECT 1 FROM documents LIMIT 1")  # fail here, not mid-search
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._closed = False
+        self._run("SELECT 1 FROM documents LIMIT 1")  # fail here, not mid-search
         self._docs = _Documents(self)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+            with self._all_lock:
+                if self._closed:
+                    conn.close()
+                    raise sqlite3.ProgrammingError("the store is closed")
+                self._all.append(conn)
             self._local.conn = conn
         return conn
+
+    def _run(self, sql: str, params: Sequence[object] = (),
+             decode: Callable[[Any], Any] | None = None) -> list[Any]:
+        """``execute`` and fetch (through ``decode``) with failures translated: a malformed
+        or vanished file, or rows that do not decode, are an IndexCorrupt (details in the
+        log), a closed store an IndexNotReady, text that is not UTF-8 an InvalidRequest."""
+        try:
+            rows = self._conn().execute(sql, params).fetchall()
+            return [decode(r) for r in rows] if decode else rows
+        except UnicodeEncodeError:
+            raise InvalidRequest("text must be valid UTF-8 (it contains a lone surrogate)") \
+                from None
+        except (sqlite3.Error, ValueError, TypeError, IndexError) as exc:
+            if self._closed:
+                raise IndexNotReady("the index generation was replaced during the request; "
+                                    "retry") from None
+            log.warning("cannot read %s: %s: %s", self.path, type(exc).__name__, exc)
+            raise IndexCorrupt(f"the index file {self.path.name} of generation "
+                               f"{self.path.parent.name} is damaged (it cannot be read); run "
+                               "`qa index` to rebuild it", file=self.path.name) from None
 
     @property
     def documents(self) -> Mapping[str, Document]:
@@ -147,27 +184,26 @@ class ChunkStore:
         return self._docs
 
     def count(self) -> int:
-        return int(self._conn().execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        return int(self._run("SELECT COUNT(*) FROM chunks")[0][0])
 
     def get(self, rows: Sequence[int]) -> dict[int, Chunk]:
         if not rows:
             return {}
         marks = ",".join("?" * len(rows))
-        cur = self._conn().execute(
-            f"SELECT {_CHUNK_COLS} FROM chunks WHERE row IN ({marks})", [int(r) for r in rows])
-        return {r[0]: _chunk(r) for r in cur}
+        found = self._run(f"SELECT {_CHUNK_COLS} FROM chunks WHERE row IN ({marks})",
+                          [int(r) for r in rows], lambda r: (r[0], _chunk(r)))
+        return dict(found)
 
     def rows_of(self, doc_ids: Iterable[str]) -> list[int]:
         ids = list(doc_ids)
         marks = ",".join("?" * len(ids))
-        cur = self._conn().execute(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", ids)
+        cur = self._run(f"SELECT row FROM chunks WHERE doc_id IN ({marks})", ids)
         return [r[0] for r in cur]
 
     def chunks_of(self, doc_id: str) -> list[Chunk]:
-        cur = self._conn().execute(
+        return self._run(
             f"SELECT {_CHUNK_COLS} FROM chunks WHERE doc_id = ? ORDER BY paragraph, window",
-            (doc_id,))
-        return [_chunk(r) for r in cur]
+            (doc_id,), _chunk)
 
     def text_of(self, doc_id: str) -> str | None:
         """The text the document was read as: every chunk's offsets index into it."""
@@ -186,16 +222,17 @@ class ChunkStore:
 
     def iter_doc(self, doc_id: str) -> Iterator[tuple[int, Chunk, list[str]]]:
         """Rows, chunks and stored lexical tokens of one document, for incremental rebuilds."""
-        cur = self._conn().execute(
-            f"SELECT {_CHUNK_COLS}, tokens FROM chunks WHERE doc_id = ? ORDER BY row", (doc_id,))
-        for r in cur:
-            yield r[0], _chunk(r), r[14].split(" ") if r[14] else []
+        return iter(self._run(
+            f"SELECT {_CHUNK_COLS}, tokens FROM chunks WHERE doc_id = ? ORDER BY row", (doc_id,),
+            lambda r: (r[0], _chunk(r), r[14].split(" ") if r[14] else [])))
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
+        """Close every thread's connection (callers make sure no thread still reads)."""
+        with self._all_lock:
+            self._closed = True
+            conns, self._all = self._all, []
+        for conn in conns:
             conn.close()
-            self._local.conn = None
 
 
 def write_store(path: Path, documents: Iterable[Document],

@@ -25,7 +25,7 @@ from qa.encoders.base import Embedder
 from qa.errors import UnknownDocument
 from qa.index.load import LoadedIndex
 from qa.ingest.tokenize import script_of, to_simplified
-from qa.retrieve.query import validate
+from qa.retrieve.query import check_texts, validate
 from qa.types import Hit, format_citation
 
 
@@ -113,6 +113,7 @@ class Searcher:
     def _allowed_rows(self, doc_ids: Sequence[str] | None) -> list[int] | None:
         if doc_ids is None:
             return None
+        check_texts(doc_ids, "doc_ids")
         known = self.index.store.documents
         unknown = [d for d in doc_ids if d not in known]
         if unknown:

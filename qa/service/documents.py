@@ -7,6 +7,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 from qa.errors import NotFound, UnknownDocument
+from qa.retrieve.query import check_text
 from qa.retrieve.search import Searcher
 from qa.service.schemas import DocumentDetail, DocumentList, DocumentSummary, Paragraph
 from qa.types import Chunk, format_citation
@@ -46,6 +47,7 @@ def list_document_summaries(searcher: Searcher) -> DocumentList:
 
 def document_detail(searcher: Searcher, doc_id: str) -> DocumentDetail:
     store = searcher.index.store
+    check_text(doc_id, "doc_id")
     if doc_id not in store.documents:
         raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
     chunks = store.chunks_of(doc_id)
@@ -72,6 +74,7 @@ class PassageInContext(BaseModel):
 
 def passage_in_context(searcher: Searcher, doc_id: str, paragraph: int) -> PassageInContext:
     store = searcher.index.store
+    check_text(doc_id, "doc_id")
     doc = store.documents.get(doc_id)
     if doc is None:
         raise UnknownDocument(f"unknown doc_id {doc_id!r}; list_documents names them")

@@ -6,32 +6,49 @@ never rename or drop one.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.errors import InvalidRequest
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K, NON_BLANK, check_text
 from qa.retrieve.search import SearchResult
 from qa.types import Hit
 
 Mode = Literal["auto", "hybrid", "dense", "lexical"]
 
 
+def _unicode(value: str) -> str:
+    try:
+        return check_text(value, "the text")
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from None
+
+
+# Text that can be encoded as UTF-8: JSON may carry a lone surrogate ("\ud800").
+Text = Annotated[str, AfterValidator(_unicode)]
+# A question: not blank (the schema says so: minLength 1 and a non-space character).
+Question = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NON_BLANK),
+                     AfterValidator(_unicode)]
+
+
 class SearchRequest(BaseModel):
+    # strict: what the schema says is a boolean or an integer must be one ("generate": 0
+    # and "top_k": "5" were accepted, against the published schema).
     model_config = ConfigDict(
-        extra="forbid",
+        extra="forbid", strict=True,
         json_schema_extra={"examples": [
             {"query": "武汉城市圈同城化发展有哪些举措?", "top_k": 5, "mode": "auto"},
             {"query": "How many academicians does Wuhan have?", "top_k": 3},
         ]},
     )
 
-    query: str = Field(description="The question, in Chinese (simplified or traditional) or "
-                                   "English.", max_length=MAX_QUERY_CHARS)
+    query: Question = Field(description="The question, in Chinese (simplified or traditional) "
+                                        "or English.")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
     mode: Mode = Field("auto", description="auto (query-aware fusion, default), hybrid (RRF), "
                                            "dense, or lexical (BM25).")
-    doc_ids: list[str] | None = Field(None, description="Only search these documents.")
+    doc_ids: list[Text] | None = Field(None, description="Only search these documents.")
 
 
 class Passage(BaseModel):
