@@ -16,14 +16,19 @@ from fastapi.responses import FileResponse, PlainTextResponse
 from qa.api.routes import SearcherDep, get_state
 from qa.errors import NotFound, UnknownDocument
 from qa.retrieve.search import Searcher
-from qa.service.schemas import ErrorResponse
 from qa.service.state import ServiceState
 from qa.types import Document
 
 router = APIRouter(tags=["documents"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {404: {"model": ErrorResponse, "description": "Unknown document, or file gone."},
-           503: {"model": ErrorResponse, "description": "Index not built or still loading."}}
+# These routes answer text or a file, but their errors are JSON like every route's: the
+# media type is named, or OpenAPI would document the errors as the route's own type.
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"description": "Unknown document, or file gone.", "content": _JSON_ERROR},
+    422: {"description": "Invalid document id.", "content": _JSON_ERROR},
+    503: {"description": "Index not built, still loading or damaged.", "content": _JSON_ERROR},
+}
 
 
 def _document(searcher: Searcher, doc_id: str) -> Document:

@@ -79,6 +79,11 @@ def decode(raw: bytes, name: str) -> tuple[str, str, list[str]]:
             return text.lstrip("\ufeff"), encoding, []
     text = _strict(raw, "utf-8")
     if text is not None:
+        # Random bytes can be valid UTF-8 ('"\x10A\x01' is); control codes give them away.
+        junk = _junk_share(text)
+        if junk > MAX_JUNK:
+            raise ReadError(f"{name}: does not look like text: valid UTF-8, but {junk:.0%} of "
+                            "the characters are control codes (binary data?)")
         return text, "utf-8", []
     from charset_normalizer import from_bytes
 
