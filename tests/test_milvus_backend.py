@@ -39,8 +39,11 @@ def test_milvus_generation_has_no_lexical_files(tmp_path, corpus_dir, fake_embed
                            doc_ids=["wuhan-9th-plenary-digest-2020-06-28"]).hits
     assert only and {h.chunk.doc_id for h in only} == {"wuhan-9th-plenary-digest-2020-06-28"}
     assert rows
-    loaded.store.close()
+    loaded.close()
 
+    # A build keeps the generation it replaces (requests may still use it) and removes the
+    # ones before it, their Milvus collections with them.
+    build_index(corpus_dir, index_dir, fake_embedder, vector_store=store, force=True)
     build_index(corpus_dir, index_dir, fake_embedder, vector_store=store, force=True)
     client = pymilvus.MilvusClient(str(tmp_path / "m.db"))
     left = set(client.list_collections())
