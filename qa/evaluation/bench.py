@@ -263,7 +263,7 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
         "searcher.search": h.in_process(lambda q: q, lambda q: searcher.search(q, top_k=10),
                                         base_qs),
     }}
-    searcher.index.store.close()
+    searcher.index.close()
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH")])),
            "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir),

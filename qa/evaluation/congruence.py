@@ -55,7 +55,7 @@ def compare_backends(bench: Benchmark, embedder: Embedder, a: VectorStore, b: Ve
         for mode in modes:
             out["modes"][mode] = _compare(searchers, bench, mode, top_k, keep)
         for s in searchers:
-            s.index.store.close()
+            s.index.close()
     return out
 
 

@@ -188,7 +188,7 @@ def evaluate(bench: Benchmark, embedder: Embedder, modes: Sequence[str] = MODES,
                 searcher.params = params
                 result["variants"][name] = _score(searcher, bench, modes, top_k)
             searcher.params = default
-        searcher.index.store.close()
+        searcher.index.close()
     return result
 
 
