@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     max_body_bytes: int = 64 * 1024
+    # The key of the write routes (POST/DELETE /documents), sent as `Authorization: Bearer
+    # <key>`; unset, those routes answer 403. Uploads have their own limit, not max_body_bytes.
+    api_key: str | None = None
+    max_upload_bytes: int = 50 * 1024 * 1024
 
     llm_base_url: str | None = None
     llm_model: str | None = None

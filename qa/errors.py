@@ -12,7 +12,12 @@ in ``qa.cli`` for the command line.
     ├── IndexMismatch (409, index_mismatch)       index built by other weights/chunker
     ├── ModelUnavailable (503, model_unavailable) weights cannot be found or loaded
     ├── CorpusError (400, corpus_error)           unreadable corpus file or metadata
-    └── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
+    ├── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
+    ├── Unauthorized (401, unauthorized)          write route without the right API key
+    ├── Forbidden (403, forbidden)                write routes disabled (no QA_API_KEY)
+    ├── Conflict (409, conflict)                  an upload's doc_id is taken
+    ├── PayloadTooLarge (413, payload_too_large)  request body or upload over its limit
+    └── UnsupportedType (415, unsupported_type)   no reader for this kind of file
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ class QAError(Exception):
 
     status: int = 500
     code: str = "internal"
+    # Extra HTTP response headers (WWW-Authenticate on a 401); ignored by the CLI.
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -67,3 +74,29 @@ class CorpusError(QAError):
 class UpstreamError(QAError):
     status = 502
     code = "upstream_error"
+
+
+class Unauthorized(QAError):
+    status = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(QAError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(QAError):
+    status = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(QAError):
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedType(QAError):
+    status = 415
+    code = "unsupported_type"

@@ -7,7 +7,7 @@ import pytest
 
 import qa.index.build as indexing
 from qa.encoders.base import HashingEmbedder
-from qa.errors import CorpusError, IndexMismatch, IndexNotReady
+from qa.errors import IndexMismatch, IndexNotReady
 from qa.index.build import build_index
 from qa.index.load import open_index
 from qa.index.manifest import current_generation
@@ -98,14 +98,15 @@ def test_a_crash_mid_build_leaves_the_previous_index_usable(tmp_path, corpus_dir
     assert "extra" in build_index(corpus_dir, index_dir, fake_embedder).added
 
 
-def test_bad_corpus_file_fails_clearly_and_keeps_the_index(tmp_path, corpus_dir, fake_embedder):
+def test_bad_corpus_file_is_reported_and_skipped(tmp_path, corpus_dir, fake_embedder):
     index_dir = tmp_path / "index"
-    build_index(corpus_dir, index_dir, fake_embedder)
-    before = current_generation(index_dir)
+    first = build_index(corpus_dir, index_dir, fake_embedder)
     (corpus_dir / "broken.txt").write_bytes("武汉".encode("gbk"))
-    with pytest.raises(CorpusError, match="broken.txt: not valid UTF-8"):
-        build_index(corpus_dir, index_dir, fake_embedder)
-    assert current_generation(index_dir) == before
+    report = build_index(corpus_dir, index_dir, fake_embedder)
+    assert set(report.failed) == {"broken.txt"}
+    assert "not valid UTF-8" in report.failed["broken.txt"]
+    assert sorted(report.unchanged) == sorted(first.added) and not report.added
+    assert "1 files skipped" in report.summary()
 
 
 def test_index_refuses_vectors_of_other_weights(tmp_path, corpus_dir, fake_embedder):

@@ -14,21 +14,22 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qa.errors import QAError
+from qa.errors import PayloadTooLarge, QAError
 
 log = logging.getLogger("qa.api")
 
-class PayloadTooLarge(QAError):
-    status = 413
-    code = "payload_too_large"
+__all__ = ["BodyLimitMiddleware", "PayloadTooLarge", "error_response", "install_error_handlers"]
 
+FORM_OVERHEAD = 64 * 1024
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
                413: "payload_too_large", 415: "unsupported_media_type"}
 
 
-def error_response(status: int, code: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
+def error_response(status: int, code: str, message: str,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status,
+                        headers=headers)
 
 
 def _describe(exc: RequestValidationError) -> tuple[int, str, str]:
@@ -48,7 +49,7 @@ def _describe(exc: RequestValidationError) -> tuple[int, str, str]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(QAError)
     async def _qa(_: Request, exc: QAError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -66,32 +67,60 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodyLimitMiddleware:
-    """Refuses request bodies over ``max_bytes`` with 413, by header and by counting, so a
-    client cannot make the server buffer an unbounded body."""
+    """Refuses request bodies over ``max_bytes`` with 413, by header and by counting while the
+    body streams in, so a client cannot make the server buffer an unbounded body.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    ``upload_routes`` (method, path) get ``upload_bytes`` instead: a file upload is allowed
+    far more than a JSON body (its route checks the file's own size against the setting).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, upload_bytes: int | None = None,
+                 upload_routes: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.upload_bytes = upload_bytes
+        self.upload_routes = upload_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit, message = self.max_bytes, f"request body over {self.max_bytes} bytes"
+        if self.upload_bytes is not None and (scope["method"], scope["path"]) in self.upload_routes:
+            # The multipart framing and the form fields come on top of the file itself.
+            limit = self.upload_bytes + FORM_OVERHEAD
+            message = f"upload over the limit of {self.upload_bytes} bytes (QA_MAX_UPLOAD_BYTES)"
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = error_response(413, "payload_too_large",
-                                 f"request body over {self.max_bytes} bytes")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+        too_big = error_response(413, "payload_too_large", message)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
             await too_big(scope, receive, send)
             return
         seen = 0
+        over = started = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, over
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise PayloadTooLarge(f"request body over {self.max_bytes} bytes")
+                if seen > limit:
+                    over = True
+                    raise PayloadTooLarge(message)
             return message
 
-        await self.app(scope, counting_receive, send)
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            # Whatever the app makes of the aborted body (FastAPI turns a failed form parse
+            # into a 400), the client gets the 413 below instead.
+            if over and not started:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
+            await too_big(scope, receive, send)

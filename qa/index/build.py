@@ -74,13 +74,16 @@ class BuildReport:
     embedded: int = 0
     sentences_embedded: int = 0
     seconds: float = 0.0
+    # Files that could not be read (file name -> reason); everything else is indexed.
+    failed: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         return (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
                 f" documents ({len(self.added)} new, {len(self.changed)} changed, "
                 f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
                 f"embedded {self.embedded} passages and {self.sentences_embedded} of their "
-                f"sentences in {self.seconds:.1f}s")
+                f"sentences in {self.seconds:.1f}s"
+                + (f"; {len(self.failed)} files skipped" if self.failed else ""))
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
@@ -104,12 +107,14 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 force: bool = False, vector_store: VectorStore | None = None) -> BuildReport:
     """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
     started = time.perf_counter()
-    docs = load_corpus(corpus_dir)
     # Room for the 'passage: ' prompt; count_tokens already includes <s> and </s>.
     window = max_tokens or max(64, embedder.max_tokens - 8)
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
                "sentence_vectors": sentence_vectors}
     with file_lock(index_dir / ".lock"):
+        # Read under the lock: two builders (the service's writer, `qa index`) then see the
+        # corpus in the order they write, and the later generation is never the staler one.
+        docs, failed = load_corpus(corpus_dir)
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)
@@ -130,7 +135,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".building-{gen_name}"
         tmp.mkdir()
-        report = BuildReport(generation=gen_name)
+        report = BuildReport(generation=gen_name, failed=failed)
         rows: list[tuple[int, Chunk, list[str]]] = []
         vec_parts: list[np.ndarray] = []
         sent_parts: list[np.ndarray] = []

@@ -80,22 +80,22 @@ def corpus_files(corpus_dir: Path) -> list[Path]:
                   if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith("."))
 
 
-def load_corpus(corpus_dir: Path) -> list[Document]:
-    """All documents, or a CorpusError naming every problem (so nothing is half-indexed)."""
+def load_corpus(corpus_dir: Path) -> tuple[list[Document], dict[str, str]]:
+    """The documents that could be read, and the files that could not (file name -> reason):
+    one bad file is reported and skipped, never stops the others."""
     docs: list[Document] = []
-    problems: list[str] = []
+    failed: dict[str, str] = {}
     seen: dict[str, str] = {}
     for path in corpus_files(corpus_dir):
         try:
             doc = load_document(path)
         except CorpusError as exc:
-            problems.append(exc.message)
+            failed[path.name] = exc.message
             continue
         if doc.doc_id in seen:
-            problems.append(f"{path.name} and {seen[doc.doc_id]} would share the id {doc.doc_id!r}")
+            failed[path.name] = (f"{path.name} and {seen[doc.doc_id]} would share the id "
+                                 f"{doc.doc_id!r}")
             continue
         seen[doc.doc_id] = path.name
         docs.append(doc)
-    if problems:
-        raise CorpusError("cannot index the corpus: " + "; ".join(problems))
-    return docs
+    return docs, failed
