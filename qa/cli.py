@@ -6,12 +6,15 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from qa.config import Settings
 from qa.errors import QAError
+
+if TYPE_CHECKING:
+    from qa.index.build import BuildReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cited semantic search over Chinese policy documents.\n\n"
@@ -37,11 +40,13 @@ def _fail(exc: QAError) -> None:
     raise typer.Exit(1)
 
 
-def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> None:
+def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> BuildReport:
     from tqdm import tqdm
 
     from qa.index.build import build_index
+    from qa.service.status import StatusBook
     from qa.service.wiring import make_embedder, make_vector_store
+    from qa.service.writes import index_pending
 
     if not quiet:
         typer.echo("loading the embedder "
@@ -60,17 +65,20 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> N
         bar[0].refresh()
 
     try:
-        report = build_index(settings.corpus_dir, settings.index_dir, embedder,
-                             embed_context=settings.embed_context,
-                             batch_size=settings.batch_size,
-                             hnsw_threshold=settings.hnsw_threshold,
-                             progress=progress, force=force,
-                             vector_store=make_vector_store(settings))
+        # Through index_pending: GET /documents then shows what this build skipped, and why.
+        report = index_pending(StatusBook(settings.index_dir), lambda: build_index(
+            settings.corpus_dir, settings.index_dir, embedder,
+            embed_context=settings.embed_context, batch_size=settings.batch_size,
+            hnsw_threshold=settings.hnsw_threshold, progress=progress, force=force,
+            vector_store=make_vector_store(settings)))
     finally:
         if bar:
             bar[0].close()
     if not quiet:
         typer.echo(f"index {report.generation}: {report.summary()}", err=True)
+        for name, reason in sorted(report.failed.items()):
+            typer.secho(f"skipped {name}: {reason}", fg=typer.colors.YELLOW, err=True)
+    return report
 
 
 @app.command()
@@ -85,6 +93,87 @@ def index(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = No
         run_index(_settings(corpus, index, model), force=force)
     except QAError as exc:
         _fail(exc)
+
+
+MetaOpt = Annotated[str | None, typer.Option(help="Stored in the document's sidecar.")]
+
+
+@app.command()
+def add(files: Annotated[list[Path], typer.Argument(help="Files to add to the corpus.")],
+        title: MetaOpt = None, date: Annotated[str | None, typer.Option(
+            help="YYYY-MM-DD (or YYYY-MM, YYYY).")] = None,
+        source: MetaOpt = None,
+        doc_type: Annotated[str | None, typer.Option("--type", help="Document type.")] = None,
+        replace: Annotated[bool, typer.Option(
+            help="Replace a document with the same doc_id.")] = False,
+        corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None) -> None:
+    """Copy documents into the corpus folder and index them: the same code path as
+    POST /documents. The doc_id is the file name without its extension, made safe.
+
+    Example: qa add 通知.txt --title "关于加强城市治理的通知" --date 2024-05-01
+    """
+    from qa.service.writes import add_document
+
+    settings = _settings(corpus, index, model)
+    meta = {"title": title, "date": date, "source": source, "type": doc_type}
+    added: list[str] = []
+    problems = 0
+    for path in files:
+        try:
+            with open(path, "rb") as fh:
+                added.append(add_document(settings, path.name, fh, meta, replace=replace).doc_id)
+        except QAError as exc:
+            typer.secho(f"error: {path}: {exc.message}", fg=typer.colors.RED, err=True)
+            problems += 1
+        except OSError as exc:
+            typer.secho(f"error: {path}: {exc.strerror}", fg=typer.colors.RED, err=True)
+            problems += 1
+    if added:
+        problems += _index_and_report(settings, added, "added")
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+def remove(doc_ids: Annotated[list[str], typer.Argument(help="doc_ids to remove.")],
+           corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None) -> None:
+    """Delete documents from the corpus folder and the index: the same code path as
+    DELETE /documents/{doc_id}.
+
+    Example: qa remove wuhan-9th-plenary-digest-2020-06-28
+    """
+    from qa.service.writes import remove_document
+
+    settings = _settings(corpus, index, model)
+    removed: list[str] = []
+    problems = 0
+    for doc_id in doc_ids:
+        try:
+            remove_document(settings, doc_id)
+            removed.append(doc_id)
+        except QAError as exc:
+            typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+            problems += 1
+    if removed:
+        problems += _index_and_report(settings, removed, "removed")
+    if problems:
+        raise typer.Exit(1)
+
+
+def _index_and_report(settings: Settings, doc_ids: list[str], done: str) -> int:
+    """Index the queued writes; print each document's outcome; the number that failed."""
+    try:
+        report = run_index(settings)
+    except QAError as exc:
+        typer.secho(f"error: {exc.message}", fg=typer.colors.RED, err=True)
+        return len(doc_ids)
+    failed = {Path(name).stem: reason for name, reason in report.failed.items()}
+    for doc_id in doc_ids:
+        if doc_id in failed:
+            typer.secho(f"failed {doc_id}: {failed[doc_id]}", fg=typer.colors.RED, err=True)
+        else:
+            typer.echo(f"{done} {doc_id}")
+    return sum(d in failed for d in doc_ids)
 
 
 @app.command()

@@ -11,8 +11,6 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
 from qa.api.schemas import (
-    DocumentDetail,
-    DocumentList,
     DocumentSummary,
     ErrorResponse,
     Mode,
@@ -20,7 +18,6 @@ from qa.api.schemas import (
     SearchRequest,
     SearchResponse,
 )
-from qa.errors import UnknownDocument
 from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
 from qa.service.state import ServiceState
 from qa.types import Chunk
@@ -107,26 +104,7 @@ def document_summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> Do
                            chunk_count=len(chunks))
 
 
-@router.get("/documents", response_model=DocumentList, operation_id="list_documents",
-            summary="List the indexed documents", tags=["documents"], responses=_ERRORS)
-def list_documents(searcher: SearcherDep) -> DocumentList:
-    """Every indexed document with its metadata (title, date, source, type) and counts."""
-    store = searcher.index.store
-    return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
-                                   for d in sorted(store.documents)])
-
-
-@router.get("/documents/{doc_id}", response_model=DocumentDetail, operation_id="get_document",
-            tags=["documents"], summary="A document's metadata and its paragraphs",
-            responses=_ERRORS)
-def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
-    """One document's metadata and its indexed paragraphs, with exact source offsets."""
-    store = searcher.index.store
-    if doc_id not in store.documents:
-        raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
-    chunks = store.chunks_of(doc_id)
-    summary = document_summary(searcher, doc_id, chunks)
-    return DocumentDetail(**summary.model_dump(), paragraphs=paragraphs_of(chunks))
+# GET /documents and /documents/{doc_id} live in qa.api.document_routes, with the writes.
 
 
 @router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])

@@ -14,6 +14,7 @@ from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, SearchResult
 from qa.types import Hit
 
 Mode = Literal["auto", "hybrid", "dense", "lexical"]
+Status = Literal["queued", "indexing", "ready", "failed"]
 
 
 class SearchRequest(BaseModel):
@@ -94,6 +95,10 @@ class DocumentSummary(BaseModel):
     sha256: str
     paragraph_count: int
     chunk_count: int
+    # Extensions: where the document stands (uploads are indexed in the background).
+    status: Status = Field("ready", description="queued (waiting for the next index build), "
+                                                "indexing, ready (searchable) or failed.")
+    reason: str | None = Field(None, description="Why it failed, when status is failed.")
 
 
 class Paragraph(BaseModel):
@@ -114,6 +119,12 @@ class DocumentDetail(DocumentSummary):
 
 class DocumentList(BaseModel):
     documents: list[DocumentSummary]
+
+
+class WriteAccepted(BaseModel):
+    doc_id: str = Field(description="The document's id, made from its file name.")
+    status: Status = Field(description="queued: the change is stored and will be indexed in "
+                                       "the background; poll GET /documents/{doc_id}.")
 
 
 class ErrorBody(BaseModel):
