@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # <key>`; unset, those routes answer 403. Uploads have their own limit, not max_body_bytes.
     api_key: str | None = None
     max_upload_bytes: int = 50 * 1024 * 1024
+    # CPU priority (nice) of the service's background index builds: search keeps the cores
+    # it needs while an upload is indexed (scripts/upload_latency.py).
+    build_nice: int = 10
 
     llm_base_url: str | None = None
     llm_model: str | None = None

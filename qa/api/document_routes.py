@@ -47,13 +47,13 @@ def _err(description: str) -> dict[str, Any]:
     return {"model": ErrorResponse, "description": description}
 
 
-_READ_ERRORS = {404: _err("Unknown document."), 503: _err("The service is still loading.")}
-_WRITE_ERRORS = {
+_READ_ERRORS: dict[int | str, dict[str, Any]] = {404: _err("Unknown document."), 503: _err("The service is still loading.")}
+_WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
     401: _err("No API key, or the wrong one: send `Authorization: Bearer <QA_API_KEY>`."),
     403: _err("Write routes are off: the server has no QA_API_KEY."),
     404: _err("Unknown document."),
 }
-_UPLOAD_ERRORS = {
+_UPLOAD_ERRORS: dict[int | str, dict[str, Any]] = {
     **{k: v for k, v in _WRITE_ERRORS.items() if k != 404},
     400: _err("Malformed multipart body."),
     409: _err("A document with this doc_id exists; send ?replace=true to replace it."),
@@ -174,7 +174,8 @@ async def upload_document(
         if upload.size is not None and upload.size > settings.max_upload_bytes:
             raise PayloadTooLarge(f"upload over the limit of {settings.max_upload_bytes} bytes "
                                   "(QA_MAX_UPLOAD_BYTES)")
-        meta = {k: v for k in META_FIELDS if isinstance(v := form.get(k), str)}
+        meta: dict[str, str | None] = {k: v for k in META_FIELDS
+                                        if isinstance(v := form.get(k), str)}
         stored = await run_in_threadpool(add_document, settings, upload.filename, upload.file,
                                          meta, replace=replace,
                                          max_bytes=settings.max_upload_bytes)

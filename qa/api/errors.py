@@ -85,13 +85,13 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit, message = self.max_bytes, f"request body over {self.max_bytes} bytes"
+        limit, reason = self.max_bytes, f"request body over {self.max_bytes} bytes"
         if self.upload_bytes is not None and (scope["method"], scope["path"]) in self.upload_routes:
             # The multipart framing and the form fields come on top of the file itself.
             limit = self.upload_bytes + FORM_OVERHEAD
-            message = f"upload over the limit of {self.upload_bytes} bytes (QA_MAX_UPLOAD_BYTES)"
+            reason = f"upload over the limit of {self.upload_bytes} bytes (QA_MAX_UPLOAD_BYTES)"
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        too_big = error_response(413, "payload_too_large", message)
+        too_big = error_response(413, "payload_too_large", reason)
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await too_big(scope, receive, send)
             return
@@ -105,7 +105,7 @@ class BodyLimitMiddleware:
                 seen += len(message.get("body", b""))
                 if seen > limit:
                     over = True
-                    raise PayloadTooLarge(message)
+                    raise PayloadTooLarge(reason)
             return message
 
         async def guarded_send(message: Message) -> None:

@@ -96,9 +96,10 @@ class DocumentSummary(BaseModel):
     paragraph_count: int
     chunk_count: int
     # Extensions: where the document stands (uploads are indexed in the background).
-    status: Status = Field("ready", description="queued (waiting for the next index build), "
+    status: Status = Field(default="ready", description="queued (waiting for the next index build), "
                                                 "indexing, ready (searchable) or failed.")
-    reason: str | None = Field(None, description="Why it failed, when status is failed.")
+    reason: str | None = Field(default=None,
+                               description="Why it failed, when status is failed.")
 
 
 class Paragraph(BaseModel):

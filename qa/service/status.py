@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from qa.index.build import BuildReport
 from qa.locking import file_lock
@@ -28,13 +28,14 @@ from qa.service.documents import META_SUFFIX, supported
 
 STATUS_FILE = "documents-status.json"
 PENDING = ("queued", "indexing")
+Status = Literal["queued", "indexing", "ready", "failed"]
 Entries = dict[str, dict[str, Any]]
 
 
 @dataclass
 class DocStatus:
     doc_id: str
-    status: str
+    status: Status
     reason: str | None = None
     path: str | None = None
     sha256: str | None = None
@@ -156,7 +157,7 @@ def statuses(corpus_dir: Path, indexed: Collection[str], entries: Entries) -> di
         if doc_id in out:
             continue
         entry = entries.get(doc_id, {})
-        status = entry.get("status") or "queued"
+        status: Status = entry.get("status") or "queued"
         out[doc_id] = DocStatus(doc_id, status, entry.get("reason") if status == "failed" else None,
                                 path.name, entry.get("sha256") or _sha256(path), _sidecar(path))
     return out

@@ -32,11 +32,6 @@ from qa.service.status import StatusBook
 
 log = logging.getLogger("qa.service")
 
-# CPU priority of the service's build process: a background build takes the cores search
-# leaves idle, instead of sharing them equally (scripts/upload_latency.py measures it).
-BUILD_NICE = 10
-
-
 class BuildCancelled(QAError):
     """The service stopped during a build; its writes stay pending for the next start."""
 
@@ -95,8 +90,9 @@ def index_pending(book: StatusBook, build: Callable[[], BuildReport],
 
 
 class ProcessBuild:
-    """A build in a child process (``qa.service.build_process``) at low CPU priority, with
-    its own copy of the model: the server's threads keep the cores for search."""
+    """A build in a child process (``qa.service.build_process``) at low CPU priority
+    (``settings.build_nice``), with its own copy of the model: the build takes the cycles
+    search leaves idle instead of an equal share (scripts/upload_latency.py measures it)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -110,7 +106,7 @@ class ProcessBuild:
         root = str(Path(qa.__file__).resolve().parents[1])
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
         self._proc = subprocess.Popen(
-            [sys.executable, "-m", "qa.service.build_process", str(BUILD_NICE)],
+            [sys.executable, "-m", "qa.service.build_process", str(self.settings.build_nice)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, encoding="utf-8", env={**os.environ, "PYTHONPATH": path})
         out, err = self._proc.communicate(self.settings.model_dump_json())
