@@ -167,6 +167,7 @@ def test_unsupported_or_missing_file(client):
     assert ".txt" in _error(_upload(client, "tool.exe", b"MZ"), 415, "unsupported_type")
     _error(client.post("/documents", data={"title": "x"}, headers=AUTH), 422, "invalid_request")
     _error(_upload(client, "a.txt", date="yesterday"), 422, "invalid_request")
+    _error(_upload(client, "a.txt", date="2024-13-01"), 422, "invalid_request")
     _error(_upload(client, "a.txt", title="t" * 501), 422, "invalid_request")
 
 

@@ -8,6 +8,7 @@ index build on top, for the HTTP routes and the CLI alike.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import os
@@ -66,6 +67,17 @@ def safe_name(filename: str | None) -> str:
     return stem + suffix
 
 
+def _valid_date(value: str) -> bool:
+    if not _DATE.fullmatch(value):
+        return False
+    parts = [int(x) for x in value.split("-")] + [1, 1]
+    try:
+        datetime.date(*parts[:3])
+    except ValueError:
+        return False
+    return True
+
+
 def clean_meta(fields: dict[str, str | None]) -> dict[str, str]:
     """The optional title, date, source and type of an upload, checked; empty ones dropped."""
     meta: dict[str, str] = {}
@@ -77,8 +89,8 @@ def clean_meta(fields: dict[str, str | None]) -> dict[str, str]:
             continue
         if len(value) > _META_LIMITS[key]:
             raise InvalidRequest(f"{key}: at most {_META_LIMITS[key]} characters")
-        if key == "date" and not _DATE.fullmatch(value):
-            raise InvalidRequest(f"date: {value!r} is not YYYY-MM-DD (or YYYY-MM, YYYY)")
+        if key == "date" and not _valid_date(value):
+            raise InvalidRequest(f"date: {value!r} is not a date as YYYY-MM-DD (or YYYY-MM, YYYY)")
         meta[key] = value
     return meta
 
