@@ -16,7 +16,7 @@ from qa.api import create_app
 from qa.cli import app as cli_app
 from qa.encoders.base import HashingEmbedder
 from qa.index.build import build_index
-from qa.service.documents import safe_name
+from qa.service.uploads import safe_name
 from qa.service.writes import add_document, indexed_ids
 
 KEY = "s3cret-key"

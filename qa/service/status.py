@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from qa.index.build import BuildReport
 from qa.locking import file_lock
-from qa.service.documents import META_SUFFIX, supported
+from qa.service.uploads import META_SUFFIX, supported
 
 STATUS_FILE = "documents-status.json"
 PENDING = ("queued", "indexing")

@@ -27,8 +27,8 @@ from qa.encoders.base import Embedder
 from qa.errors import QAError, UnknownDocument
 from qa.index.build import BuildReport, Progress, build_index
 from qa.index.manifest import current_generation, read_manifest
-from qa.service.documents import Stored, clean_meta, remove_files, store_file
 from qa.service.status import StatusBook
+from qa.service.uploads import Stored, clean_meta, remove_files, store_file
 
 log = logging.getLogger("qa.service")
 
