@@ -90,6 +90,13 @@ class Settings(BaseSettings):
     # What loading checks of the index files (docs/ARCHITECTURE.md): "quick" (sizes, whole
     # checksums of files up to 64 MiB, sampled checksums of larger ones) or "full".
     index_verify: Literal["quick", "full"] = "quick"
+    # The key of the write routes (POST/DELETE /documents), sent as `Authorization: Bearer
+    # <key>`; unset, those routes answer 403. Uploads have their own limit, not max_body_bytes.
+    api_key: str | None = None
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    # CPU priority (nice) of the service's background index builds: search keeps the cores
+    # it needs while an upload is indexed (scripts/upload_latency.py).
+    build_nice: int = Field(10, ge=0, le=19)
 
     llm_base_url: str | None = None
     llm_model: str | None = None

@@ -13,10 +13,14 @@ by the exception handlers in ``qa.api.errors`` for HTTP, by the single catch in
     ├── IndexMismatch (503, index_mismatch)       index built by other weights/chunker
     ├── ModelUnavailable (503, model_unavailable) weights cannot be found or loaded
     ├── CorpusError (400, corpus_error)           unreadable corpus file or metadata
-    ├── PayloadTooLarge (413, payload_too_large)  a request body over its limit
+    ├── PayloadTooLarge (413, payload_too_large)  request body or upload over its limit
     ├── RequestTimeout (408, request_timeout)     a request body sent too slowly
     ├── ConfigError (503, config_error)           a setting has an invalid value
-    └── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
+    ├── UpstreamError (502, upstream_error)       the optional LLM endpoint failed
+    ├── Unauthorized (401, unauthorized)          write route without the right API key
+    ├── Forbidden (403, forbidden)                write routes disabled (no QA_API_KEY)
+    ├── Conflict (409, conflict)                  an upload's doc_id is taken
+    └── UnsupportedType (415, unsupported_type)   no reader for this kind of file
 
 The MCP server turns them into tool errors the same way (``qa.mcp.server``).
 """
@@ -29,6 +33,8 @@ class QAError(Exception):
 
     status: int = 500
     code: str = "internal"
+    # Extra HTTP response headers (WWW-Authenticate on a 401); ignored by the CLI.
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -91,6 +97,22 @@ class UpstreamError(QAError):
     code = "upstream_error"
 
 
+class Unauthorized(QAError):
+    status = 401
+    code = "unauthorized"
+    headers = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(QAError):
+    status = 403
+    code = "forbidden"
+
+
+class Conflict(QAError):
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(QAError):
     status = 413
     code = "payload_too_large"
@@ -107,3 +129,6 @@ class ConfigError(QAError):
 
     status = 503
     code = "config_error"
+class UnsupportedType(QAError):
+    status = 415
+    code = "unsupported_type"

@@ -19,10 +19,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from qa.errors import QAError
+from qa.errors import PayloadTooLarge, QAError
 from qa.retrieve.query import NON_BLANK
 
 log = logging.getLogger("qa.api")
+
+# The multipart framing and the form fields of an upload come on top of the file itself.
+FORM_OVERHEAD = 64 * 1024
 
 
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
@@ -104,14 +107,23 @@ class BodyLimitMiddleware:
     connection and a task). Both answers close the connection. Bodies are small (64 KiB by
     default), so buffering them costs nothing."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, timeout_s: float | None = None,
+                 upload_bytes: int | None = None,
+                 upload_routes: frozenset[tuple[str, str]] = frozenset()) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.timeout_s = timeout_s
+        # (method, path) pairs that take files: up to ``upload_bytes``, streamed to the app
+        # and counted on the way rather than buffered (their route checks the file's size).
+        self.upload_bytes = upload_bytes
+        self.upload_routes = upload_routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if self.upload_bytes is not None and (scope["method"], scope["path"]) in self.upload_routes:
+            await self._stream_upload(scope, receive, send)
             return
         close = {"Connection": "close"}
         declared = dict(scope.get("headers") or []).get(b"content-length")
@@ -153,3 +165,42 @@ class BodyLimitMiddleware:
             return await receive()  # after the body: http.disconnect, when it comes
 
         await self.app(scope, replay, send)
+
+    async def _stream_upload(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """An upload goes to the app as it arrives, counted; over the limit the app's reading
+        is cut short and the client gets 413 (whatever the app made of the broken form)."""
+        assert self.upload_bytes is not None
+        limit = self.upload_bytes + FORM_OVERHEAD
+        reason = f"upload over the limit of {self.upload_bytes} bytes (QA_MAX_UPLOAD_BYTES)"
+        too_big = error_response(413, "payload_too_large", reason, {"Connection": "close"})
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await too_big(scope, receive, send)
+            return
+        seen = 0
+        over = started = False
+
+        async def counting_receive() -> Message:
+            nonlocal seen, over
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    over = True
+                    raise PayloadTooLarge(reason)
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if over and not started:
+                return
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not over or started:
+                raise
+        if over and not started:
+            await too_big(scope, receive, send)

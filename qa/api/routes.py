@@ -13,10 +13,7 @@ from pydantic import BaseModel
 
 from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K, NON_BLANK
 from qa.retrieve.search import Searcher
-from qa.service.documents import document_detail, list_document_summaries
 from qa.service.schemas import (
-    DocumentDetail,
-    DocumentList,
     ErrorResponse,
     Mode,
     SearchRequest,
@@ -103,22 +100,7 @@ def get_search(
     return json_response(SearchResponse.of(searcher.search(q, top_k, mode, doc_id)))
 
 
-@router.get("/documents", response_model=DocumentList, operation_id="list_documents",
-            summary="List the indexed documents", tags=["documents"],
-            responses={503: UNAVAILABLE})
-def list_documents(searcher: SearcherDep) -> DocumentList:
-    """Every indexed document with its metadata (title, date, source, type) and counts."""
-    return list_document_summaries(searcher)
-
-
-@router.get("/documents/{doc_id}", response_model=DocumentDetail, operation_id="get_document",
-            tags=["documents"], summary="A document's metadata and its paragraphs",
-            responses={404: _error("Unknown document."),
-                       422: _error("A doc_id that is not valid Unicode text."),
-                       503: UNAVAILABLE})
-def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
-    """One document's metadata and its indexed paragraphs, with exact source offsets."""
-    return document_detail(searcher, doc_id)
+# GET /documents and /documents/{doc_id} live in qa.api.document_routes, with the writes.
 
 
 @router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])

@@ -13,7 +13,7 @@ from qa.cli.app import app
 from qa.errors import ConfigError, QAError
 
 # Importing the command modules registers their commands on ``app``.
-from qa.cli import ask, measure, ops  # noqa: E402,F401  isort: skip
+from qa.cli import ask, documents, measure, ops  # noqa: E402,F401  isort: skip
 
 
 def exit_code(exc: QAError) -> int:

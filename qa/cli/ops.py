@@ -17,7 +17,10 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
     from tqdm import tqdm
 
     from qa.index.build import build_index
+    from qa.ingest.readers import Limits
+    from qa.service.status import StatusBook
     from qa.service.wiring import make_embedder, make_vector_store
+    from qa.service.writes import index_pending
 
     if not quiet:
         name = settings.model if settings.embedder != "hashing" else "hashing fake"
@@ -35,14 +38,15 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
         bar[0].update(done - bar[0].n)
 
     embed_passages = _ray_embed(settings, embedder) if settings.ray_address else None
+    limits = Limits(max_bytes=settings.max_file_mb * 2**20, max_pages=settings.max_pages)
     try:
-        report = build_index(settings.corpus_dir, settings.index_dir, embedder,
-                             embed_context=settings.embed_context,
-                             batch_size=settings.batch_size,
-                             hnsw_threshold=settings.hnsw_threshold,
-                             progress=progress, force=force,
-                             vector_store=make_vector_store(settings),
-                             embed_passages=embed_passages)
+        # Through index_pending: GET /documents then shows what this build skipped, and why.
+        report = index_pending(StatusBook(settings.index_dir), lambda: build_index(
+            settings.corpus_dir, settings.index_dir, embedder,
+            embed_context=settings.embed_context, batch_size=settings.batch_size,
+            hnsw_threshold=settings.hnsw_threshold, progress=progress, force=force,
+            vector_store=make_vector_store(settings), embed_passages=embed_passages,
+            limits=limits))
     finally:
         if bar:
             bar[0].close()

@@ -155,6 +155,9 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
                "sentence_vectors": sentence_vectors, "readers": READERS_VERSION}
     with file_lock(index_dir / ".lock"):
+        # Read under the lock: two builders (the service's writer, `qa index`) then see the
+        # corpus in the order they write, and the later generation is never the staler one.
+        docs, failed = load_corpus(corpus_dir)
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)

@@ -16,6 +16,7 @@ from qa.retrieve.search import SearchResult
 from qa.types import Hit
 
 Mode = Literal["auto", "hybrid", "dense", "lexical"]
+Status = Literal["queued", "indexing", "ready", "failed"]
 
 
 def _unicode(value: str) -> str:
@@ -118,6 +119,11 @@ class DocumentSummary(BaseModel):
     media_type: str = Field("text/plain", description="The original file's media type "
                                                       "(GET /documents/{doc_id}/file).")
     page_count: int | None = Field(None, description="Pages, for sources that have them.")
+    # Extensions: where the document stands (uploads are indexed in the background).
+    status: Status = Field(default="ready", description="queued (waiting for the next index build), "
+                                                "indexing, ready (searchable) or failed.")
+    reason: str | None = Field(default=None,
+                               description="Why it failed, when status is failed.")
 
 
 class Paragraph(BaseModel):
@@ -139,6 +145,12 @@ class DocumentDetail(DocumentSummary):
 
 class DocumentList(BaseModel):
     documents: list[DocumentSummary]
+
+
+class WriteAccepted(BaseModel):
+    doc_id: str = Field(description="The document's id, made from its file name.")
+    status: Status = Field(description="queued: the change is stored and will be indexed in "
+                                       "the background; poll GET /documents/{doc_id}.")
 
 
 class ErrorBody(BaseModel):
