@@ -155,9 +155,6 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
                "sentence_vectors": sentence_vectors, "readers": READERS_VERSION}
     with file_lock(index_dir / ".lock"):
-        # Read under the lock: two builders (the service's writer, `qa index`) then see the
-        # corpus in the order they write, and the later generation is never the staler one.
-        docs, failed = load_corpus(corpus_dir)
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)
@@ -166,6 +163,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         previous = Previous() if force else open_previous(prev_gen, sentence_vectors)
         prev = previous.manifest
         cache, cache_store = _reader_cache(prev_gen, prev) if not force else (None, None)
+        # Read under the lock: two builders (the service's writer, `qa index`) then see the
+        # corpus in the order they write, and the later generation is never the staler one.
         try:
             corpus = load_corpus(corpus_dir, limits=limits, cache=cache)
         finally:

@@ -27,6 +27,7 @@ from qa.encoders.base import Embedder
 from qa.errors import QAError, UnknownDocument
 from qa.index.build import BuildReport, Progress, build_index
 from qa.index.manifest import current_generation, read_manifest
+from qa.ingest.readers import Limits
 from qa.service.status import StatusBook
 from qa.service.uploads import Stored, clean_meta, remove_files, store_file
 
@@ -67,7 +68,9 @@ def build_in_process(settings: Settings, embedder: Embedder,
     return build_index(settings.corpus_dir, settings.index_dir, embedder,
                        embed_context=settings.embed_context, batch_size=settings.batch_size,
                        hnsw_threshold=settings.hnsw_threshold, progress=progress,
-                       vector_store=make_vector_store(settings))
+                       vector_store=make_vector_store(settings),
+                       limits=Limits(max_bytes=settings.max_file_mb * 2**20,
+                                     max_pages=settings.max_pages))
 
 
 def index_pending(book: StatusBook, build: Callable[[], BuildReport],
