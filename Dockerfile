@@ -10,6 +10,12 @@ ENV PYTHONUNBUFFERED=1 \
     QA_INDEX_DIR=/app/index \
     HF_HUB_OFFLINE=1
 
+# LibreOffice reads legacy .doc/.wps files (qa/ingest/readers/legacy.py); libgl1 and
+# libglib2.0-0 are what OpenCV, under the OCR of scanned pages, needs on a slim image.
+RUN apt-get update && apt-get install -y --no-install-recommends \
+        libreoffice-writer-nogui libgl1 libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY qa ./qa

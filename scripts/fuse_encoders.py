@@ -54,7 +54,7 @@ def cache(out: Path, data_dir: Path, names: list[str]) -> None:
             build_index(bench.corpus_dir, d / "index", e5)
         idx = open_index(d / "index", e5)
         searcher = Searcher(idx, e5)
-        n = len(idx.matrix)
+        n = idx.vectors.count()
         chunks = idx.store.get(list(range(n)))
         if not (d / "use_para.npy").exists():
             print(f"{name}: {n} chunks with USE", flush=True)

@@ -63,7 +63,7 @@ def main() -> None:
             searcher.search(q, top_k=10)
         out["in_process_search"] = h.in_process(
             lambda q: q, lambda q: searcher.search(q, top_k=10), rest[:a.requests])
-        searcher.index.store.close()
+        searcher.index.close()
 
         env = {"QA_EMBEDDER": "hashing", "PYTHONPATH": str(a.server_repo.resolve()),
                **dict(e.split("=", 1) for e in a.env)}

@@ -3,6 +3,7 @@ model (loaded once per session) where retrieval quality is the point."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from qa.encoders.base import HashingEmbedder
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
 SHARED_DATA = ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see the documented defaults, not the developer's QA_* variables or .env file.
+    (The model cache stays where the offline copy was converted: tests read it, never
+    re-convert it.)"""
+    for name in list(os.environ):
+        if name.startswith("QA_") and name != "QA_TEST_MODEL_CACHE":
+            monkeypatch.delenv(name)
+    monkeypatch.setitem(Settings.model_config, "env_file", None)
 
 
 @pytest.fixture(scope="session")

@@ -14,12 +14,12 @@ from qa.api import create_app
 from qa.config import Settings
 from qa.index.build import build_index
 from qa.index.load import open_index
+from qa.ingest.chunking import rejoin_lines
 from qa.retrieve.answer import (
     NOT_COVERED,
     Sentence,
     answer,
     candidates,
-    display,
     select,
     split_sentences,
 )
@@ -77,8 +77,8 @@ def test_split_sentences_keeps_exact_spans_and_closers() -> None:
 def test_split_sentences_does_not_split_at_line_breaks() -> None:
     text = "一句话被\n折成两行。下一句?"
     assert [text[a:b] for a, b in split_sentences(text)] == ["一句话被\n折成两行。", "下一句?"]
-    assert display("一句话被\n折成两行。") == "一句话被折成两行。"
-    assert display("two words\nbroken here.") == "two words broken here."
+    assert rejoin_lines("一句话被\n折成两行。") == "一句话被折成两行。"
+    assert rejoin_lines("two words\nbroken here.") == "two words broken here."
 
 
 def _chunk(doc: str, start: int, end: int, window: int = 0) -> Chunk:
@@ -137,8 +137,12 @@ def test_quotes_reproduce_the_source_for_every_question(searcher: Searcher) -> N
 def test_sentences_are_scored_against_the_question(searcher: Searcher) -> None:
     ans = answer(searcher, "院士引领高端产业发展行动计划", max_sentences=1)
     assert "院士" in ans.sentences[0].text
-    scores = [s.score for s in answer(searcher, "院士", max_sentences=5).sentences]
-    assert max(scores) > 0
+    # A Chinese question's sentence score is the cosine of question and sentence, exactly.
+    quoted = answer(searcher, "院士 高校 创新资源", max_sentences=5).sentences
+    emb = searcher.embedder
+    q = emb.embed_batch(["院士 高校 创新资源"], "query")[0]
+    for s in quoted:
+        assert abs(s.score - float(emb.embed_batch([s.display_text], "passage")[0] @ q)) < 1e-5
 
 
 @pytest.mark.parametrize("question, lang", [("武汉2023年的GDP总量是多少?", "zh"),
@@ -176,6 +180,16 @@ def test_answer_contract(client: TestClient) -> None:
     assert body["generated"] is None and body["warnings"] == []
 
 
+@pytest.mark.parametrize("mode", ["lexical", "dense", "hybrid"])
+def test_answer_searches_in_the_mode_asked(client: TestClient, mode: str) -> None:
+    question = "光谷科技创新大走廊"
+    body = client.post("/answer", json={"question": question, "mode": mode}).json()
+    search = client.post("/search", json={"query": question, "mode": mode}).json()
+    assert [p["chunk_id"] for p in body["passages"]] == [p["chunk_id"]
+                                                         for p in search["results"]]
+    assert [p["scores"] for p in body["passages"]] == [p["scores"] for p in search["results"]]
+
+
 def test_answer_when_not_answerable_quotes_nothing(index_dir, fake_embedder) -> None:
     settings = Settings(corpus_dir=CORPUS, index_dir=index_dir, embedder="hashing",
                         allow_download=False)
@@ -190,7 +204,7 @@ def test_answer_when_not_answerable_quotes_nothing(index_dir, fake_embedder) -> 
     {"question": ""}, {"question": "   "}, {"question": "武" * 2001},
     {"question": "武汉", "max_sentences": 0}, {"question": "武汉", "max_sentences": 11},
     {"question": "武汉", "top_k": 0}, {"question": "武汉", "stream": "sometimes"},
-    {"question": "武汉", "unexpected": 1}, {},
+    {"question": "武汉", "unexpected": 1}, {"question": "武汉", "mode": "fuzzy"}, {},
 ])
 def test_bad_answer_input_is_a_clear_422(client: TestClient, payload) -> None:
     r = client.post("/answer", json=payload)

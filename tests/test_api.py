@@ -118,19 +118,17 @@ def test_no_index_is_503_with_instructions(settings, fake_embedder):
         assert c.get("/readyz").status_code == 503
         assert c.get("/healthz").status_code == 200
         # Once the index is built, the running service picks it up without a restart.
+        c.app.state.qa.reload_check_s = 0.0  # look at index/CURRENT on every request
         build_index(settings.corpus_dir, settings.index_dir, fake_embedder)
-        import time
-        time.sleep(0.6)
         assert c.post("/search", json={"query": "武汉"}).status_code == 200
 
 
 def test_removed_document_stops_answering_without_restart(client, settings, fake_embedder):
     assert any(p["doc_id"] == DIGEST for p in
                client.post("/search", json={"query": "院士 高校", "top_k": 10}).json()["results"])
+    client.app.state.qa.reload_check_s = 0.0  # look at index/CURRENT on every request
     (settings.corpus_dir / f"{DIGEST}.md").unlink()
     build_index(settings.corpus_dir, settings.index_dir, fake_embedder)
-    import time
-    time.sleep(0.6)
     results = client.post("/search", json={"query": "院士 高校", "top_k": 10}).json()["results"]
     assert results and all(p["doc_id"] != DIGEST for p in results)
     _error(client.get(f"/documents/{DIGEST}"), 404)

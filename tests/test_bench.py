@@ -58,14 +58,16 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     assert only["sentence_texts"] == 0 and only["chunks"] == pipe["chunks"]
     quality = results["quality"]["hashing"]
     assert set(quality) == {"xquad-zh->zh", "xquad-en->zh"}
-    assert 0.0 <= quality["xquad-en->zh"]["auto_R@5"] <= 1.0
+    # The hashing fake matches shared tokens, so Chinese questions over Chinese paragraphs
+    # find theirs; an error in the quality harness shows as a collapse of this figure.
+    assert quality["xquad-zh->zh"]["auto_R@5"] >= 0.5
     batches = results["query_batches"]["bare"]
     assert {"1", "8", "32", "batch_gain"} <= set(batches)
     assert batches["1"]["ms_per_query"] > 0 and batches["batch_gain"] > 0
     http = results["http"]["hashing"]
     assert set(http["levels"]) == {"1", "8", "32"}
     # the server's CPU time per request (in clock ticks: may round to 0 with the fake)
-    assert all(level["server_cpu_ms_per_request"] >= 0 for level in http["levels"].values())
+    assert all(level["server_cpu_ms_per_request"] > 0 for level in http["levels"].values())
     for level in http["levels"].values():
         assert level["errors"] == 0 and level["requests"] > 0
         assert {"p50_ms", "p95_ms", "p99_ms", "throughput_qps"} <= set(level)

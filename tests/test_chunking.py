@@ -10,7 +10,7 @@ from .conftest import CORPUS
 
 @pytest.fixture(scope="module")
 def corpus_chunks():
-    docs = load_corpus(CORPUS)
+    docs = load_corpus(CORPUS).documents
     return {d.doc_id: (d, chunk_document(d.doc_id, d.text)) for d in docs}
 
 

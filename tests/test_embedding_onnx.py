@@ -40,8 +40,6 @@ TEXTS = ["武汉有多少名院士?", "What is the R&D spending target for 2025?
 
 @pytest.fixture(scope="module")
 def backends(real_embedder):
-    pytest.importorskip("onnxruntime")
-    pytest.importorskip("onnx")
     from qa.service.wiring import make_embedder
 
     return {"torch": real_embedder if "st:" in real_embedder.fingerprint

@@ -13,28 +13,34 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
 from qa.api.answer_schemas import AnswerRequest, AnswerResponse
-from qa.api.routes import SearcherDep
-from qa.api.schemas import ErrorResponse
+from qa.api.routes import BODY_ERRORS, UNAVAILABLE, SearcherDep
 from qa.config import Settings
 from qa.errors import UpstreamError
 from qa.retrieve.answer import Answer, answer
-from qa.retrieve.llm import ChatClient, LLMConfig, build_messages, enforce_citations
+from qa.retrieve.llm import (
+    ChatClient,
+    LLMConfig,
+    StreamCancel,
+    build_messages,
+    enforce_citations,
+)
+from qa.service.schemas import ErrorResponse
 
 log = logging.getLogger("qa.api")
 router = APIRouter()
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON."},
-    413: {"model": ErrorResponse, "description": "Request body too large."},
+    **BODY_ERRORS,
     422: {"model": ErrorResponse, "description": "Invalid question, top_k or max_sentences."},
-    503: {"model": ErrorResponse, "description": "Index not built or still loading."},
+    503: UNAVAILABLE,
 }
 _STREAM_DOC = (
     "With `\"stream\": true`: server-sent events. `passages` (the retrieved passages, "
@@ -84,7 +90,7 @@ def _ms_since(started: float) -> float:
 
 
 def _stream(ans: Answer, resp: AnswerResponse, generate: bool, llm: ChatClient | None,
-            started: float) -> Iterator[str]:
+            started: float, cancel: StreamCancel) -> Iterator[str]:
     yield _event("passages", {"question": resp.question, "language": resp.language,
                               "answerable": resp.answerable, "confidence": resp.confidence,
                               "passages": [p.model_dump() for p in resp.passages]})
@@ -101,7 +107,7 @@ def _stream(ans: Answer, resp: AnswerResponse, generate: bool, llm: ChatClient |
             pieces: list[str] = []
             try:
                 messages = build_messages(ans.question, ans.result.hits, ans.language)
-                for piece in llm.stream(messages):
+                for piece in llm.stream(messages, cancel):
                     pieces.append(piece)
                     yield _event("token", {"delta": piece})
                 _apply(resp, "".join(pieces))
@@ -113,6 +119,22 @@ def _stream(ans: Answer, resp: AnswerResponse, generate: bool, llm: ChatClient |
             yield _event("warning", {"message": reason})
     resp.took_ms = _ms_since(started)
     yield _event("done", resp.model_dump())
+
+
+async def _relay(events: Iterator[str], cancel: StreamCancel) -> AsyncIterator[str]:
+    """The events, produced in the thread pool. When the client goes away, Starlette cancels
+    this mid-wait: the thread (blocked on the LLM's next token) is abandoned and the upstream
+    connection shut down at once, instead of staying open until the LLM's next token or its
+    timeout (it stayed established for minutes)."""
+    done = False
+    try:
+        while (event := await anyio.to_thread.run_sync(next, events, None,
+                                                        abandon_on_cancel=True)) is not None:
+            yield event
+        done = True
+    finally:
+        if not done:
+            cancel.cancel()
 
 
 _DESCRIPTION = (
@@ -138,10 +160,12 @@ _DESCRIPTION = (
 def post_answer(body: AnswerRequest, searcher: SearcherDep,
                 llm: LLMDep) -> AnswerResponse | StreamingResponse:
     started = time.perf_counter()
-    ans = answer(searcher, body.question, body.top_k, body.max_sentences)
+    ans = answer(searcher, body.question, body.top_k, body.max_sentences, body.mode)
     resp = AnswerResponse.of(ans)
     if body.stream:
-        return StreamingResponse(_stream(ans, resp, body.generate, llm, started),
+        cancel = StreamCancel()
+        return StreamingResponse(_relay(_stream(ans, resp, body.generate, llm, started,
+                                                cancel), cancel),
                                  media_type="text/event-stream",
                                  headers={"Cache-Control": "no-cache",
                                           "X-Accel-Buffering": "no"})

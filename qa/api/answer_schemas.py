@@ -1,18 +1,20 @@
-"""HTTP schemas of POST /answer. Like ``qa.api.schemas``: a public contract, extend it,
+"""HTTP schemas of POST /answer. Like ``qa.service.schemas``: a public contract, extend it,
 never rename a field."""
 
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from qa.api.schemas import Passage
 from qa.retrieve.answer import MAX_SENTENCES, Answer, Sentence
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.query import MAX_TOP_K
+from qa.service.schemas import Mode, Passage, Question
 
 
 class AnswerRequest(BaseModel):
+    # strict: what the schema says is a boolean or an integer must be one ("generate": 0
+    # and "top_k": "5" were accepted, against the published schema).
     model_config = ConfigDict(
-        extra="forbid",
+        extra="forbid", strict=True,
         json_schema_extra={"examples": [
             {"question": "武汉有多少名院士?", "top_k": 5, "max_sentences": 3},
             {"question": "What is Wuhan's target for R&D spending?", "max_sentences": 2},
@@ -21,12 +23,14 @@ class AnswerRequest(BaseModel):
         ]},
     )
 
-    question: str = Field(description="The question, in Chinese (simplified or traditional) "
-                                      "or English.", max_length=MAX_QUERY_CHARS)
+    question: Question = Field(description="The question, in Chinese (simplified or "
+                                           "traditional) or English.")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="Passages to retrieve and quote "
                                                           "from.")
     max_sentences: int = Field(3, ge=1, le=MAX_SENTENCES, description="Most sentences to "
                                                                       "quote.")
+    mode: Mode = Field("auto", description="How passages are retrieved, as in POST /search: "
+                                           "auto, hybrid, dense or lexical.")
     stream: bool = Field(False, description="Answer as text/event-stream: a `passages` event, "
                                             "then `answer` (and with generate, `token`) "
                                             "events, then `done` with the full JSON.")
@@ -36,11 +40,12 @@ class AnswerRequest(BaseModel):
 
 
 class AnswerSentence(BaseModel):
-    text: str = Field(description="The sentence exactly as in the source file.")
+    text: str = Field(description="The sentence exactly as in the document's text.")
     passage: int = Field(description="n of its [n] marker: the rank of its passage in "
                                      "`passages`.")
     doc_id: str
-    char_start: int = Field(description="Offset of the sentence in the source file's text.")
+    char_start: int = Field(description="Offset of the sentence in the document's text "
+                                        "(GET /documents/{doc_id}/text).")
     char_end: int = Field(description="source_text[char_start:char_end] == text.")
     score: float = Field(description="Similarity of the sentence to the question.")
     paragraph: int = Field(description="1-based paragraph number within the document.")

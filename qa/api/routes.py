@@ -3,37 +3,47 @@ never blocks the event loop."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 
-from qa.api.schemas import (
-    DocumentDetail,
-    DocumentList,
-    DocumentSummary,
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K, NON_BLANK
+from qa.retrieve.search import Searcher
+from qa.service.schemas import (
     ErrorResponse,
     Mode,
-    Paragraph,
     SearchRequest,
     SearchResponse,
+    Text,
 )
-from qa.errors import UnknownDocument
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
 from qa.service.state import ServiceState
-from qa.types import Chunk
 
 router = APIRouter()
 
-_ERRORS = {
-    400: {"model": ErrorResponse, "description": "Malformed JSON."},
-    404: {"model": ErrorResponse, "description": "Unknown document."},
-    413: {"model": ErrorResponse, "description": "Request body too large."},
-    422: {"model": ErrorResponse, "description": "Invalid query, top_k or mode."},
-    503: {"model": ErrorResponse, "description": "Index not built or still loading."},
+
+def _error(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+UNAVAILABLE = _error("Index not built, still loading, damaged (`index_corrupt`: `qa index` "
+                     "repairs it) or built by another model.")
+# What a route with a JSON body can answer besides its own errors.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: _error("Malformed JSON."),
+    408: _error("The request body arrived too slowly."),
+    413: _error("Request body too large."),
 }
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    **BODY_ERRORS,
+    404: _error("Unknown document."),
+    422: _error("Invalid query, top_k, mode or doc_ids."),
+    503: UNAVAILABLE,
+}
+_GET_ERRORS = {k: v for k, v in _ERRORS.items() if k not in BODY_ERRORS}
 
 
 # Async dependencies: FastAPI runs a sync one in its thread pool, one hop per dependency and
@@ -42,10 +52,14 @@ async def get_state(request: Request) -> ServiceState:
     return request.app.state.qa
 
 
-async def get_searcher(state: Annotated[ServiceState, Depends(get_state)]) -> Searcher:
+async def get_searcher(state: Annotated[ServiceState, Depends(get_state)],
+                       ) -> AsyncIterator[Searcher]:
+    """The served searcher, leased until the response is sent: a reload meanwhile retires
+    the old generation, and closes it only after this request is done."""
     if state.stale():
-        await run_in_threadpool(state.load)
-    return state.current()
+        await run_in_threadpool(state.reload_if_stale)
+    with state.lease() as searcher:
+        yield searcher
 
 
 def json_response(model: BaseModel) -> Response:
@@ -67,66 +81,26 @@ def post_search(body: SearchRequest, searcher: SearcherDep) -> Response:
         searcher.search(body.query, body.top_k, body.mode, body.doc_ids)))
 
 
-@router.get("/search", response_model=SearchResponse, responses=_ERRORS,
+@router.get("/search", response_model=SearchResponse, responses=_GET_ERRORS,
             operation_id="search_passages_get", summary="Search (query-string form)",
             tags=["search"])
 def get_search(
     searcher: SearcherDep,
-    q: Annotated[str, Query(description="The question.", max_length=MAX_QUERY_CHARS,
+    # A query string is percent-decoded with replacement characters: it never carries a
+    # lone surrogate, unlike JSON.
+    q: Annotated[str, Query(description="The question.", min_length=1,
+                            max_length=MAX_QUERY_CHARS, pattern=NON_BLANK,
                             examples=["光芯屏端网"])],
     top_k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 5,
     mode: Mode = "auto",
-    doc_id: Annotated[list[str] | None, Query(description="Repeat to search several.")] = None,
+    doc_id: Annotated[list[Text] | None,
+                      Query(description="Repeat to search several.")] = None,
 ) -> Response:
     """The same as POST /search, for browsers and simple tools."""
     return json_response(SearchResponse.of(searcher.search(q, top_k, mode, doc_id)))
 
 
-def paragraphs_of(chunks: list[Chunk]) -> list[Paragraph]:
-    out: dict[int, Paragraph] = {}
-    for c in chunks:
-        p = out.get(c.paragraph)
-        if p is None:
-            out[c.paragraph] = Paragraph(
-                paragraph=c.paragraph, char_start=c.char_start, char_end=c.char_end,
-                text=c.text, display_text=c.clean_text, section=list(c.section),
-                speaker=c.speaker, speaker_role=c.speaker_role, context=c.context)
-        elif c.char_end > p.char_end:
-            # Windows of one long paragraph overlap; the paragraph is their union.
-            p.text = p.text + c.text[p.char_end - c.char_start:]
-            p.display_text = p.text.replace("\n", "")
-            p.char_end = c.char_end
-    return [out[k] for k in sorted(out)]
-
-
-def document_summary(searcher: Searcher, doc_id: str, chunks: list[Chunk]) -> DocumentSummary:
-    d = searcher.index.store.documents[doc_id]
-    return DocumentSummary(doc_id=d.doc_id, title=d.title, date=d.date, source=d.source,
-                           type=d.doc_type, language=d.language, path=d.path, sha256=d.sha256,
-                           paragraph_count=len({c.paragraph for c in chunks}),
-                           chunk_count=len(chunks))
-
-
-@router.get("/documents", response_model=DocumentList, operation_id="list_documents",
-            summary="List the indexed documents", tags=["documents"], responses=_ERRORS)
-def list_documents(searcher: SearcherDep) -> DocumentList:
-    """Every indexed document with its metadata (title, date, source, type) and counts."""
-    store = searcher.index.store
-    return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
-                                   for d in sorted(store.documents)])
-
-
-@router.get("/documents/{doc_id}", response_model=DocumentDetail, operation_id="get_document",
-            tags=["documents"], summary="A document's metadata and its paragraphs",
-            responses=_ERRORS)
-def get_document(doc_id: str, searcher: SearcherDep) -> DocumentDetail:
-    """One document's metadata and its indexed paragraphs, with exact source offsets."""
-    store = searcher.index.store
-    if doc_id not in store.documents:
-        raise UnknownDocument(f"unknown doc_id {doc_id!r}; GET /documents lists them")
-    chunks = store.chunks_of(doc_id)
-    summary = document_summary(searcher, doc_id, chunks)
-    return DocumentDetail(**summary.model_dump(), paragraphs=paragraphs_of(chunks))
+# GET /documents and /documents/{doc_id} live in qa.api.document_routes, with the writes.
 
 
 @router.get("/healthz", operation_id="healthz", summary="Liveness", tags=["ops"])
@@ -136,24 +110,33 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", operation_id="readyz", summary="Readiness: model and index loaded",
-            tags=["ops"], responses={503: {"model": ErrorResponse}})
+            tags=["ops"], responses={503: {"model": ErrorResponse, "description": "Nothing "
+                                           "can be served: loading, no index, a damaged or "
+                                           "incompatible one."}})
 def readyz(state: Annotated[ServiceState, Depends(get_state)]) -> JSONResponse:
-    """200 with the model and index counts once both are loaded; 503 until then."""
+    """200 with the model, the generation actually served and its counts once loaded; 503
+    until then, or when nothing can be served. `current` names the generation index/CURRENT
+    points at; when it could not be loaded (`reload_error`), the previous one is still
+    served and `status` is "degraded"."""
     try:
         searcher = state.get_searcher()
     except Exception as exc:  # every not-ready reason is a 503 here, never a 500
-        message = getattr(exc, "message", str(exc))
+        message = getattr(exc, "message", "not ready; the server log has the details")
         code = getattr(exc, "code", "not_ready")
         return JSONResponse({"status": "loading" if state.loading else "not_ready",
                              "error": {"code": code, "message": message}}, status_code=503)
     m = searcher.index.manifest
+    failed = state.reload_error
     return JSONResponse({
-        "status": "ready",
+        "status": "degraded" if failed is not None else "ready",
         "model": m["model"]["id"],
         "model_fingerprint": m["model"]["fingerprint"],
         "documents": m["counts"]["documents"],
         "chunks": m["counts"]["chunks"],
         "index": searcher.index.path.name,
+        "current": state.pointer(),
+        "reload_error": ({"code": failed.code, "message": failed.message}
+                         if failed is not None else None),
         "vector_index": m["vectors"],
         "startup_seconds": round((state.ready_at or 0) - state.started_at, 2),
     })

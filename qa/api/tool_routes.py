@@ -14,8 +14,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from pydantic import ValidationError
 
-from qa.api.schemas import ErrorResponse
+from qa.api.errors import field_message
+from qa.api.routes import BODY_ERRORS, UNAVAILABLE
 from qa.errors import InvalidRequest, NotFound, QAError
+from qa.service.schemas import ErrorResponse
 
 router = APIRouter()
 
@@ -42,7 +44,7 @@ def _domain_error(name: str, exc: ToolError) -> QAError:
             return cause
         if isinstance(cause, ValidationError):
             problems = "; ".join(
-                f"{'.'.join(str(x) for x in e['loc']) or 'arguments'}: {e['msg']}"
+                f"{'.'.join(str(x) for x in e['loc']) or 'arguments'}: {field_message(e)}"
                 for e in cause.errors()[:5])
             return InvalidRequest(f"bad arguments for {name}: {problems}")
         cause = cause.__cause__
@@ -64,10 +66,11 @@ async def list_tools(request: Request) -> list[dict[str, Any]]:
 
 @router.post("/tools/{name}", operation_id="call_tool", tags=["tools"],
              summary="Run a tool with the arguments a model chose",
-             responses={404: {"model": ErrorResponse, "description": "Unknown tool or "
+             responses={**BODY_ERRORS,
+                        404: {"model": ErrorResponse, "description": "Unknown tool or "
                                                                      "document."},
                         422: {"model": ErrorResponse, "description": "Bad arguments."},
-                        503: {"model": ErrorResponse, "description": "Index not ready."}})
+                        503: UNAVAILABLE})
 async def call_tool(
     request: Request,
     name: Annotated[str, Path(description="A tool name from GET /tools.",

@@ -263,13 +263,15 @@ def bench_http(index_dir: Path, corpus: Path, backend: str, settings: Settings,
         "searcher.search": h.in_process(lambda q: q, lambda q: searcher.search(q, top_k=10),
                                         base_qs),
     }}
-    searcher.index.store.close()
+    searcher.index.close()
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[2]),
                                                        os.environ.get("PYTHONPATH")])),
-           "QA_ENCODER_BACKEND": backend, "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir),
+           "QA_MODEL_CACHE_DIR": str(settings.model_cache_dir),
            "QA_MODEL": settings.model, "QA_ALLOW_DOWNLOAD": "false"}
     if backend == "hashing":
         env["QA_EMBEDDER"] = "hashing"
+    else:
+        env["QA_ENCODER_BACKEND"] = backend
     with h.serve(index_dir, corpus, env, work / f"server-{backend}.log") as server:
         res["startup_to_ready_s"] = round(server.startup_s, 2)
         h.load(server.url, [f"{q}?" for q in warm], 1, len(warm), 30)

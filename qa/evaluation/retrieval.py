@@ -21,7 +21,8 @@ from typing import Any
 from qa.encoders.base import Embedder
 from qa.index.build import build_index
 from qa.index.load import open_index
-from qa.retrieve.search import MODES, FusionParams, Searcher
+from qa.retrieve.query import MODES
+from qa.retrieve.search import FusionParams, Searcher
 
 KS = (1, 5, 10)
 
@@ -187,7 +188,7 @@ def evaluate(bench: Benchmark, embedder: Embedder, modes: Sequence[str] = MODES,
                 searcher.params = params
                 result["variants"][name] = _score(searcher, bench, modes, top_k)
             searcher.params = default
-        searcher.index.store.close()
+        searcher.index.close()
     return result
 
 

@@ -12,18 +12,21 @@ Layout of ``index/``::
 
 A build writes a new generation beside the live one and only then switches CURRENT, so a
 crash or Ctrl-C mid-build leaves the previous index fully usable. Documents whose bytes,
-the chunker and the embedder are unchanged keep their vectors; only new or changed ones
-are embedded again, and removed ones are gone from the new generation.
+the chunker and the embedder are unchanged keep their vectors, taken only from a previous
+generation that passes a full verification of its checksums; only new or changed ones are
+embedded again, and removed ones are gone from the new generation. When nothing changed,
+nothing is written. Old generations are removed by the next build, once no process holds
+them (``qa.index.generations``).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,26 +34,33 @@ from typing import Any
 import numpy as np
 
 from qa.encoders.base import Embedder, embed
-from qa.index.hubness import (
-    HUB_K,
-    HUB_SENTENCE_WEIGHT,
-    REFERENCE_BANK,
-    hub_scores,
-    reference_queries,
+from qa.index.generations import (
+    Previous,
+    doc_meta_sha256,
+    hub_meta_of,
+    nothing_changed,
+    open_previous,
+    remove_unused,
 )
+from qa.index.hubness import hub_scores, reference_queries
 from qa.index.lexical import BM25Index
-from qa.index.manifest import FORMAT, current_generation, fsync_dir, read_manifest
+from qa.index.manifest import FORMAT, current_generation, fsync_dir, write_manifest
 from qa.index.second import same_encoders, second_of, vocabulary_terms, write_second
 from qa.index.store import ChunkStore, write_store
 from qa.index.vectors.store import VectorStore
-from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk_document, split_sentences
-from qa.ingest.corpus import load_corpus
+from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk, split_sentences
+from qa.ingest.corpus import Cache, load_corpus
+from qa.ingest.readers import READERS_VERSION, Limits
 from qa.ingest.tokenize import Tokenizer, mine_terms
 from qa.locking import file_lock
 from qa.types import Chunk, Document
 
 LEXICAL_TOKENIZER = "nfkc+opencc-t2s+jieba-search/1"
 Progress = Callable[[str, int, int], None]
+# Passages in, (n, dim) float32 unit rows out, in order; the callback gets how many are done.
+# The default runs the embedder in this process; qa.index.distributed.RayEmbed spreads the
+# same work over a Ray cluster. Everything else in a build is shared by both.
+EmbedFn = Callable[[Sequence[str], Callable[[int], None] | None], np.ndarray]
 
 
 def passage_text(chunk: Chunk, title: str, mode: str) -> str:
@@ -76,20 +86,52 @@ class BuildReport:
     sentences_embedded: int = 0
     second_embedded: int = 0  # passages and sentences embedded by the second encoder
     seconds: float = 0.0
+    # Files that were not indexed (file name -> reason), and what the readers warned about.
+    failed: dict[str, str] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+    # True when the corpus, the model and the settings are those of the live generation:
+    # nothing was written and CURRENT still names the same generation.
+    nothing_changed: bool = False
+    # Why something was rebuilt from scratch (a previous generation that failed its checks).
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
-        return (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
+        """One line of counts, then one line per skipped file and per warning."""
+        if self.nothing_changed:
+            return (f"nothing changed: {self.chunks} chunks from {len(self.unchanged)} "
+                    f"documents (checked in {self.seconds:.1f}s)")
+        line = (f"{self.chunks} chunks from {len(self.added) + len(self.changed) + len(self.unchanged)}"
                 f" documents ({len(self.added)} new, {len(self.changed)} changed, "
                 f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
                 f"embedded {self.embedded} passages and {self.sentences_embedded} of their "
                 f"sentences in {self.seconds:.1f}s")
+        if self.failed:
+            line += f"; {len(self.failed)} file(s) skipped"
+        lines = [line]
+        lines += [f"  skipped {reason}" if reason.startswith(name) else
+                  f"  skipped {name}: {reason}" for name, reason in sorted(self.failed.items())]
+        lines += [f"  warning: {w}" for _, ws in sorted(self.warnings.items()) for w in ws]
+        return "\n".join(lines)
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
     # A change in the set of encoders (a second encoder added, removed or replaced) is a
     # change of model: every vector is made again.
-    return bool(prev) and prev["model"]["fingerprint"] == embedder.fingerprint \
-        and prev["chunker"] == settings and same_encoders(prev, second_of(embedder))
+    return prev is not None and prev.get("format") == FORMAT \
+        and prev["model"]["fingerprint"] == embedder.fingerprint and prev["chunker"] == settings \
+        and same_encoders(prev, second_of(embedder))
+
+
+def _reader_cache(prev_gen: Path | None, prev: dict[str, Any] | None
+                  ) -> tuple[Cache | None, ChunkStore | None]:
+    """What the previous generation read from each file, if the same readers read it."""
+    if prev_gen is None or not prev or prev.get("chunker", {}).get("readers") != READERS_VERSION:
+        return None, None
+    try:
+        store = ChunkStore(prev_gen / "chunks.sqlite")
+        return store.extracted, store
+    except Exception:  # noqa: BLE001 - a damaged store only means every file is read again
+        return None, None
 
 
 def _sentence_texts(chunk: Chunk) -> list[str]:
@@ -105,36 +147,58 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 max_tokens: int | None = None, embed_context: str = "none",
                 sentence_vectors: bool = True, batch_size: int = 32,
                 hnsw_threshold: int = 200_000, progress: Progress | None = None,
-                force: bool = False, vector_store: VectorStore | None = None) -> BuildReport:
-    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring."""
+                force: bool = False, vector_store: VectorStore | None = None,
+                embed_passages: EmbedFn | None = None,
+                limits: Limits | None = None) -> BuildReport:
+    """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring. Files
+    that cannot be read are skipped and listed in the report's ``failed``.
+    ``embed_passages`` replaces in-process embedding of the new passages (e.g. on Ray); it
+    must produce what ``embedder`` would, whose fingerprint goes into the manifest."""
     started = time.perf_counter()
-    docs = load_corpus(corpus_dir)
     # Room for the 'passage: ' prompt; count_tokens already includes <s> and </s>.
     window = max_tokens or max(64, embedder.max_tokens - 8)
     chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
-               "sentence_vectors": sentence_vectors}
+               "sentence_vectors": sentence_vectors, "readers": READERS_VERSION}
     with file_lock(index_dir / ".lock"):
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
         prev_gen = current_generation(index_dir)
-        prev = read_manifest(prev_gen) if prev_gen else None
-        reuse = not force and prev_gen is not None and _reusable(prev, embedder, chunker)
-        prev_docs = prev["documents"] if prev and reuse else {}
-        prev_store = ChunkStore(prev_gen / "chunks.sqlite") if reuse and prev_gen else None
-        prev_vecs = np.load(prev_gen / "vectors.npy", mmap_mode="r") if reuse and prev_gen else None
-        prev_sents = prev_offsets = None
-        if reuse and prev_gen and sentence_vectors:
-            prev_sents = np.load(prev_gen / "sentences.npy", mmap_mode="r")
-            prev_offsets = np.load(prev_gen / "sentence_offsets.npy")
-
+        store_cfg = vector_store or VectorStore()
+        # Vectors are reused only from a generation whose every byte checks out.
+        previous = Previous() if force else open_previous(prev_gen, sentence_vectors)
+        prev = previous.manifest
+        cache, cache_store = _reader_cache(prev_gen, prev) if not force else (None, None)
+        # Read under the lock: two builders (the service's writer, `qa index`) then see the
+        # corpus in the order they write, and the later generation is never the staler one.
+        try:
+            corpus = load_corpus(corpus_dir, limits=limits, cache=cache)
+        finally:
+            if cache_store is not None:
+                cache_store.close()
+        docs = corpus.documents
         user_words = mine_terms(d.text for d in docs)
+        reuse = prev is not None and _reusable(prev, embedder, chunker)
+        prev_docs = prev["documents"] if prev and reuse else {}
+        prev_store = previous.store if reuse else None
+        prev_vecs, prev_sents, prev_offsets = (previous.vectors, previous.sentences,
+                                                 previous.offsets)
+        if reuse and prev and prev_gen and nothing_changed(prev, docs, user_words, store_cfg,
+                                                           hnsw_threshold, LEXICAL_TOKENIZER):
+            previous.close()
+            remove_unused(index_dir, {prev_gen.name}, store_cfg)
+            return BuildReport(generation=prev_gen.name, unchanged=[d.doc_id for d in docs],
+                               chunks=int(prev["counts"]["chunks"]), nothing_changed=True,
+                               failed=corpus.failed, warnings=corpus.warnings,
+                               seconds=time.perf_counter() - started)
         tokenizer = Tokenizer(user_words)
-        same_lexicon = bool(prev) and prev.get("lexical", {}).get("user_words") == user_words
+        same_lexicon = prev is not None and \
+            prev.get("lexical", {}).get("user_words") == user_words
 
         gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".building-{gen_name}"
         tmp.mkdir()
-        report = BuildReport(generation=gen_name)
+        report = BuildReport(generation=gen_name, failed=corpus.failed,
+                             warnings=corpus.warnings, notes=previous.notes)
         rows: list[tuple[int, Chunk, list[str]]] = []
         vec_parts: list[np.ndarray] = []
         sent_parts: list[np.ndarray] = []
@@ -146,7 +210,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         try:
             for doc in docs:
                 old = prev_docs.get(doc.doc_id)
-                if old and old["sha256"] == doc.sha256 and prev_store is not None:
+                if old and old["sha256"] == doc.sha256 and prev_store is not None \
+                        and prev_vecs is not None:
                     report.unchanged.append(doc.doc_id)
                     kept = list(prev_store.iter_doc(doc.doc_id))
                     old_rows = [r for r, _, _ in kept]
@@ -155,15 +220,14 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         toks = toks if same_lexicon else tokenizer(ch.clean_text)
                         rows.append((len(rows), ch, toks))
                     vec_parts.append(np.asarray(prev_vecs[old_rows], dtype=np.float32))
-                    if prev_offsets is not None and old_rows:
+                    if prev_offsets is not None and prev_sents is not None and old_rows:
                         # A document's rows are contiguous, and so are their sentences.
                         lo, hi = prev_offsets[old_rows[0]], prev_offsets[old_rows[-1] + 1]
                         sent_parts.append(np.asarray(prev_sents[lo:hi], dtype=np.float32))
                         sent_counts.extend(np.diff(prev_offsets[old_rows[0]:old_rows[-1] + 2]))
                 else:
                     (report.changed if old else report.added).append(doc.doc_id)
-                    chunks = chunk_document(doc.doc_id, doc.text, markdown=None,
-                                            max_tokens=window, count_tokens=embedder.count_tokens)
+                    chunks = chunk(doc, max_tokens=window, count_tokens=embedder.count_tokens)
                     vec_parts.append(np.zeros((len(chunks), embedder.dim), dtype=np.float32))
                     origin.extend([-1] * len(chunks))
                     for ch in chunks:
@@ -173,7 +237,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         sent_parts.append(np.zeros((n_sent, embedder.dim), dtype=np.float32))
                         sent_counts.append(n_sent)
                 doc_entries[doc.doc_id] = {"sha256": doc.sha256, "path": doc.path,
-                                           "title": doc.title}
+                                           "title": doc.title,
+                                           "meta_sha256": doc_meta_sha256(doc)}
             report.removed = sorted(set(prev["documents"]) - set(titles)) if prev else []
             vectors = (np.concatenate(vec_parts) if vec_parts
                        else np.zeros((0, embedder.dim), np.float32))
@@ -183,12 +248,14 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                          else np.zeros((0, embedder.dim), np.float32))
             texts = _embed_new(embedder, to_embed, titles, embed_context, vectors,
                                sentences if sentence_vectors else None, offsets, batch_size,
-                               progress)
+                               progress, embed_passages)
             report.embedded = len(to_embed)
             report.sentences_embedded = texts - len(to_embed)
+            # One pass: scanning every row for each document was quadratic (2e10 steps at
+            # a million chunks).
+            per_doc = Counter(c.doc_id for _, c, _ in rows)
             for doc in docs:
-                doc_entries[doc.doc_id]["chunks"] = sum(1 for _, c, _ in rows
-                                                        if c.doc_id == doc.doc_id)
+                doc_entries[doc.doc_id]["chunks"] = per_doc[doc.doc_id]
             second = second_of(embedder)
             second_meta = bm25 = None
             if second is not None:
@@ -203,7 +270,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
                               tokenizer, hnsw_threshold,
                               (sentences, offsets) if sentence_vectors else None,
-                              vector_store or VectorStore(), gen_name, second_meta, bm25)
+                              store_cfg, gen_name, corpus.extracted, second_meta, bm25)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -216,12 +283,11 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         finally:
-            if prev_store is not None:
-                prev_store.close()
-        for old_gen in index_dir.glob("g-*"):
-            if old_gen.name != gen_name:
-                (vector_store or VectorStore()).drop(old_gen)
-                shutil.rmtree(old_gen, ignore_errors=True)
+            previous.close()
+        # The generation just replaced stays (a server may be loading it right now), and so
+        # does any other a process still holds; the next build removes them.
+        remove_unused(index_dir, {gen_name} | ({prev_gen.name} if prev_gen else set()),
+                      store_cfg)
     report.chunks = len(rows)
     report.seconds = time.perf_counter() - started
     return report
@@ -229,7 +295,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
 
 def _embed_new(embedder: Embedder, to_embed: list[tuple[int, Chunk]], titles: dict[str, str],
                embed_context: str, vectors: np.ndarray, sentences: np.ndarray | None,
-               offsets: np.ndarray, batch_size: int, progress: Progress | None) -> int:
+               offsets: np.ndarray, batch_size: int, progress: Progress | None,
+               embed_passages: EmbedFn | None = None) -> int:
     """Embed new chunks (and their sentences) in one stream of batches; fill the arrays."""
     texts = [passage_text(ch, titles[ch.doc_id], embed_context) for _, ch in to_embed]
     sent_slots: list[int] = []
@@ -240,8 +307,9 @@ def _embed_new(embedder: Embedder, to_embed: list[tuple[int, Chunk]], titles: di
             sent_slots.extend(range(offsets[row], offsets[row] + len(extra)))
     if not texts:
         return 0
-    done = embed(embedder, texts, "passage", batch_size=batch_size,
-                 progress=(lambda n: progress("embed", n, len(texts))) if progress else None)
+    on_done = (lambda n: progress("embed", n, len(texts))) if progress else None
+    done = (embed_passages(texts, on_done) if embed_passages is not None
+            else embed(embedder, texts, "passage", batch_size=batch_size, progress=on_done))
     n = len(to_embed)
     vectors[[r for r, _ in to_embed]] = done[:n]
     if sentences is not None:
@@ -256,7 +324,8 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                       vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
                       doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
                       sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
-                      gen_name: str, second: dict[str, Any] | None = None,
+                      gen_name: str, extracted: dict[str, Any] | None = None,
+                      second: dict[str, Any] | None = None,
                       bm25: BM25Index | None = None) -> None:
     np.save(tmp / "vectors.npy", vectors)
     # Reporter questions in a transcript are context for the answer that follows, not
@@ -277,11 +346,10 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
     if bank and len(vectors):
         hub = hub_scores(embedder.embed_batch(bank, "query"), vectors, sentences)
         np.save(tmp / "hub_en.npy", hub)
-        hub_meta = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K,
-                    "sentence_weight": HUB_SENTENCE_WEIGHT}
-    write_store(tmp / "chunks.sqlite", docs, rows)
+        hub_meta = hub_meta_of(bank)
+    write_store(tmp / "chunks.sqlite", docs, rows, extracted)
     bm25 = bm25 or BM25Index.build([toks for _, _, toks in rows])
-    bm25.save(tmp)
+    lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
     manifest = {
         "format": FORMAT,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -292,16 +360,13 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         "sentences": sentence_meta,
         "hubness": hub_meta,
         "second": second,
-        "lexical": {"engine": "bm25", "k1": bm25.k1, "b": bm25.b,
-                    "tokenizer": LEXICAL_TOKENIZER, "user_words": list(tokenizer.user_words)},
+        "lexical": {**lexical_meta, "tokenizer": LEXICAL_TOKENIZER,
+                    "user_words": list(tokenizer.user_words)},
         "documents": doc_entries,
         "counts": {"documents": len(docs), "chunks": len(rows)},
     }
-    # The manifest goes last: a generation without one is never loaded.
-    (tmp / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2),
-                                       encoding="utf-8")
-    for f in tmp.iterdir():
-        with open(f, "rb") as fh:
-            os.fsync(fh.fileno())
+    # The manifest goes last, with every file's checksum: a generation without one is
+    # never loaded.
+    write_manifest(tmp, manifest)
 
 

@@ -19,6 +19,15 @@ def reference_queries() -> list[str]:
     return [ln.strip() for ln in lines if ln.strip() and not ln.startswith("#")]
 
 
+def top_k_mean(scores: np.ndarray, k: int) -> np.ndarray:
+    """Per row, the mean of its ``k`` best scores (all of them if fewer): a text's hubness
+    against a bank of reference questions."""
+    k = min(k, scores.shape[1])
+    if k == 0:
+        return np.zeros(len(scores), dtype=np.float32)
+    return np.sort(scores, axis=1)[:, -k:].mean(axis=1)
+
+
 def hub_scores(bank: np.ndarray, vectors: np.ndarray,
                sentences: tuple[np.ndarray, np.ndarray] | None, block: int = 65536) -> np.ndarray:
     """How strongly each chunk attracts English questions in general: the mean of its
@@ -38,7 +47,7 @@ def hub_scores(bank: np.ndarray, vectors: np.ndarray,
             sims = np.asarray(sent_vecs[a:b], dtype=np.float32) @ bank.T
             best = np.maximum.reduceat(sims, offsets[lo:hi] - a, axis=0)
             scores = (1 - w) * scores + w * best
-        out[lo:hi] = np.sort(scores, axis=1)[:, -k:].mean(axis=1)
+        out[lo:hi] = top_k_mean(scores, k)
     return out
 
 

@@ -12,9 +12,27 @@ from array import array
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from scipy import sparse
+
+
+class LexicalIndex(Protocol):
+    """The lexical leg as search sees it: BM25 here (files in the generation) or in Milvus
+    (``qa.index.milvus_lexical``). Rows are the chunk store's rows; the fusion stays in
+    ``qa.retrieve.search``."""
+
+    size: int
+
+    def top(self, tokens: Sequence[str], k: int,
+            allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the k best passages with a positive score, best first."""
+        ...
+
+    def coverage(self, tokens: Sequence[str]) -> float: ...
+
+    def max_score(self, tokens: Sequence[str]) -> float: ...
 
 
 class BM25Index:

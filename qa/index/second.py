@@ -187,3 +187,19 @@ def open_second(gen: Path, manifest: dict[str, Any]) -> SecondIndex:
                        np.asarray(np.load(gen / "use_vectors.npy", mmap_mode="r")), sentences, hub,
                        VectorStore().open(gen, "use_vocab", meta["vocab"]),
                        json.loads((gen / "use_vocab.json").read_text(encoding="utf-8")))
+
+
+def check_second(gen: Path, second: SecondIndex, n: int, offsets: np.ndarray | None) -> None:
+    """The second encoder's files must agree with the generation's chunk count and sentence
+    offsets, whatever their checksums say (as qa.index.load checks the first encoder's)."""
+    from qa.index.integrity import damaged
+
+    if second.matrix.shape[0] != n or second.vectors.count() != n:
+        raise damaged(gen, "use_vectors.npy", f"{second.matrix.shape[0]} vectors for {n} chunks")
+    if second.sentence_matrix is not None and (
+            offsets is None or len(second.sentence_matrix) != int(offsets[-1])):
+        raise damaged(gen, "use_sentences.npy", "it does not match the sentence offsets")
+    if second.hub_en is not None and second.hub_en.shape != (n,):
+        raise damaged(gen, "use_hub.npy", f"shape {second.hub_en.shape} for {n} chunks")
+    if second.vocab.count() != len(second.vocab_terms):
+        raise damaged(gen, "use_vocab.faiss", "it does not match use_vocab.json")

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from qa.types import Chunk
+from qa.types import Chunk, Document
 
 CHUNKER_VERSION = "3"
 
 _CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-_WS = " \t\r\n\u3000\ufeff\xa0"
+WHITESPACE = " \t\r\n\u3000\ufeff\xa0"
 _TERMINAL = "。！？!?；;…"
 _CLOSERS = "”’」』）)》】\"'"
 
@@ -75,7 +75,7 @@ def approx_token_count(text: str) -> int:
 
 def is_terminal(line: str) -> bool:
     """True if the line ends a sentence (。！？… possibly followed by closing quotes)."""
-    s = line.rstrip(_WS + _CLOSERS)
+    s = line.rstrip(WHITESPACE + _CLOSERS)
     if not s:
         return False
     if s[-1] in _TERMINAL:
@@ -118,9 +118,9 @@ def _iter_lines(text: str) -> Iterator[_Line]:
     pos = 0
     for raw in text.splitlines(keepends=True):
         body = raw.rstrip("\r\n")
-        stripped = body.strip(_WS)
+        stripped = body.strip(WHITESPACE)
         if stripped:
-            lead = len(body) - len(body.lstrip(_WS))
+            lead = len(body) - len(body.lstrip(WHITESPACE))
             yield _Line(pos + lead, pos + lead + len(stripped), stripped)
         pos += len(raw)
 
@@ -147,18 +147,33 @@ def _classify(line: _Line, markdown: bool) -> None:
             line.role = re.sub(r"\s+", " ", sm.group("role")).strip()
 
 
+def _line_joint(before: str, after: str) -> str:
+    """What replaces a line break inside a sentence: CJK joins directly, Latin words need
+    their space back."""
+    return " " if before.isascii() and before.isalnum() and after.isascii() and after.isalnum() \
+        else ""
+
+
 def _join_clean(lines: list[_Line], joiner: str) -> str:
     if joiner:
         return joiner.join(ln.text for ln in lines)
     out = lines[0].text
     for ln in lines[1:]:
-        # Lines broken mid-sentence: CJK joins directly, Latin words need their space back.
-        sep = " " if out[-1:].isascii() and out[-1:].isalnum() and ln.text[:1].isascii() else ""
-        out += sep + ln.text
+        out += _line_joint(out[-1:], ln.text[:1]) + ln.text
     return out
 
 
-def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
+_BREAK = re.compile(r"[ \t\u3000]*\n[ \t\u3000\n]*")
+
+
+def rejoin_lines(text: str) -> str:
+    """A source slice as a reader sees it: the line breaks of re-joined lines removed, by the
+    same rule the chunker uses for a paragraph's ``clean_text``."""
+    return _BREAK.sub(lambda m: _line_joint(text[m.start() - 1:m.start()],
+                                            text[m.end():m.end() + 1]), text).strip(WHITESPACE)
+
+
+def _paragraphs(lines: list[_Line], markdown: bool, rejoin: bool = True) -> list[_Para]:
     """Group classified lines into reader paragraphs, carrying section, speaker and context."""
     paras: list[_Para] = []
     headings: list[tuple[int, str]] = []
@@ -226,7 +241,7 @@ def _paragraphs(lines: list[_Line], markdown: bool) -> list[_Para]:
             i += 1
             continue
         group = [ln]
-        if markdown:
+        if markdown and rejoin:
             while not is_terminal(group[-1].text) and i + 1 < n and lines[i + 1].kind == "text":
                 i += 1
                 group.append(lines[i])
@@ -270,7 +285,7 @@ def _sentence_spans(text: str, start: int, end: int) -> list[tuple[int, int]]:
         cur = m.end()
     if cur < end:
         spans.append((cur, end))
-    return [(a, b) for a, b in spans if text[a:b].strip(_WS)]
+    return [(a, b) for a, b in spans if text[a:b].strip(WHITESPACE)]
 
 
 def split_sentences(text: str, offset: int = 0) -> list[tuple[int, int]]:
@@ -314,9 +329,9 @@ def _windows(text: str, start: int, end: int, max_tokens: int,
 
 
 def _strip_span(text: str, a: int, b: int) -> tuple[int, int]:
-    while a < b and text[a] in _WS:
+    while a < b and text[a] in WHITESPACE:
         a += 1
-    while b > a and text[b - 1] in _WS:
+    while b > a and text[b - 1] in WHITESPACE:
         b -= 1
     return a, b
 
@@ -328,6 +343,16 @@ def is_markdown(text: str, path: str = "") -> bool:
     return any(_HEADING.match(ln.strip()) for ln in text.splitlines() if ln.startswith("#"))
 
 
+def chunk(doc: Document, *, max_tokens: int = 400,
+          count_tokens: Callable[[str], int] | None = None) -> list[Chunk]:
+    """A document's chunks, laid out the way its reader said, each with its page."""
+    chunks = chunk_document(doc.doc_id, doc.text, markdown=doc.markdown, max_tokens=max_tokens,
+                            count_tokens=count_tokens, rejoin_lines=doc.rejoin_lines)
+    if not doc.pages:
+        return chunks
+    return [replace(c, page=doc.page_at(c.char_start)) for c in chunks]
+
+
 def chunk_document(
     doc_id: str,
     text: str,
@@ -336,9 +361,12 @@ def chunk_document(
     max_tokens: int = 400,
     count_tokens: Callable[[str], int] | None = None,
     overlap_sentences: int = 1,
+    rejoin_lines: bool = True,
 ) -> list[Chunk]:
     """Chunk one document into paragraphs (numbered from 1), splitting long ones into
-    overlapping sentence windows that keep their paragraph number."""
+    overlapping sentence windows that keep their paragraph number. ``rejoin_lines=False``
+    when every line already is one paragraph (a reader laid the text out: Word, web pages,
+    PDF), so that a line without a full stop (a list item, a table row) stays on its own."""
     count = count_tokens or approx_token_count
     md = is_markdown(text) if markdown is None else markdown
     lines = list(_iter_lines(text))
@@ -348,7 +376,7 @@ def chunk_document(
             and len(lines[0].text) <= 80:
         lines[0].kind = "title"  # the page's headline: the document title, not an answer
     chunks: list[Chunk] = []
-    for number, para in enumerate(_paragraphs(lines, md), start=1):
+    for number, para in enumerate(_paragraphs(lines, md, rejoin_lines), start=1):
         spans = _windows(text, para.start, para.end, max_tokens, count, overlap_sentences)
         for w, (a, b) in enumerate(spans):
             a, b = _strip_span(text, a, b)
@@ -358,7 +386,7 @@ def chunk_document(
             else:
                 clean = _join_clean(
                     [_Line(max(ln.start, a), min(ln.end, b),
-                           text[max(ln.start, a):min(ln.end, b)].strip(_WS)) for ln in inside],
+                           text[max(ln.start, a):min(ln.end, b)].strip(WHITESPACE)) for ln in inside],
                     para.joiner,
                 )
             chunks.append(

@@ -18,27 +18,35 @@ registration, and real objects are simpler for it than strings.
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import (
+    AbstractAsyncContextManager,
+    AbstractContextManager,
+    asynccontextmanager,
+    contextmanager,
+)
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from mcp.types import ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import Field
 from starlette.types import Receive, Scope, Send
 
 from qa import __version__
-from qa.api.routes import document_summary, paragraphs_of
-from qa.api.schemas import DocumentList, Paragraph, SearchResponse
-from qa.errors import NotFound, QAError, UnknownDocument
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, Searcher
-from qa.types import format_citation
+from qa.errors import QAError
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K
+from qa.retrieve.search import Searcher
+from qa.service.documents import PassageInContext, list_document_summaries, passage_in_context
+from qa.service.schemas import DocumentList, SearchResponse
 
 if TYPE_CHECKING:
     from qa.config import Settings
     from qa.service.state import ServiceState
 
-SearcherSource = Callable[[], Searcher]
+# Called on every tool call; the searcher is used inside the block it returns (a lease: a
+# reload never closes a generation a tool call still reads).
+SearcherSource = Callable[[], AbstractContextManager[Searcher]]
 
 CORPUS = (
     "The corpus: documents on the plenary sessions of the CPC Wuhan Municipal Committee "
@@ -80,22 +88,6 @@ _READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False,
                              idempotent_hint=True, open_world_hint=False)
 
 
-class CitedParagraph(Paragraph):
-    doc_id: str
-    title: str
-    date: str | None
-    citation: str = Field(description="《title》第n段 · speaker · date")
-
-
-class PassageInContext(BaseModel):
-    doc_id: str
-    title: str
-    paragraph_count: int
-    passage: CitedParagraph = Field(description="The paragraph asked for.")
-    previous: CitedParagraph | None = Field(description="The paragraph before it, if any.")
-    next: CitedParagraph | None = Field(description="The paragraph after it, if any.")
-
-
 @contextmanager
 def _as_tool_errors() -> Iterator[None]:
     """QAError -> ToolError: the client gets ``isError`` and a message it can act on."""
@@ -103,30 +95,6 @@ def _as_tool_errors() -> Iterator[None]:
         yield
     except QAError as exc:
         raise ToolError(f"{exc.code}: {exc.message}") from exc
-
-
-def passage_in_context(searcher: Searcher, doc_id: str, paragraph: int) -> PassageInContext:
-    store = searcher.index.store
-    doc = store.documents.get(doc_id)
-    if doc is None:
-        raise UnknownDocument(f"unknown doc_id {doc_id!r}; list_documents names them")
-    paras = paragraphs_of(store.chunks_of(doc_id))
-    at = next((i for i, p in enumerate(paras) if p.paragraph == paragraph), None)
-    if at is None:
-        last = paras[-1].paragraph if paras else 0
-        raise NotFound(f"{doc_id!r} has no paragraph {paragraph}; its paragraphs are "
-                       f"numbered 1 to {last}")
-
-    def cited(i: int) -> CitedParagraph:
-        p = paras[i]
-        return CitedParagraph(
-            **p.model_dump(), doc_id=doc_id, title=doc.title, date=doc.date,
-            citation=format_citation(doc.title, p.paragraph, p.speaker, p.speaker_role,
-                                     doc.date))
-
-    return PassageInContext(doc_id=doc_id, title=doc.title, paragraph_count=len(paras),
-                            passage=cited(at), previous=cited(at - 1) if at > 0 else None,
-                            next=cited(at + 1) if at + 1 < len(paras) else None)
 
 
 def _new_server(lifespan: Callable[[MCPServer], AbstractAsyncContextManager[Any]] | None,
@@ -155,7 +123,8 @@ def build_mcp_server(get_searcher: SearcherSource, *,
                      log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] | None = None,
                      ) -> MCPServer:
     """The MCP server with its three tools; ``get_searcher`` is called on every tool call,
-    so a reloaded index is picked up and a not-ready one is reported, not crashed on.
+    so a reloaded index is picked up and a not-ready one is reported, not crashed on (for a
+    fixed searcher: ``lambda: contextlib.nullcontext(searcher)``).
     ``log_level`` None leaves the host's logging configuration alone."""
     server = _new_server(lifespan, log_level)
 
@@ -169,23 +138,20 @@ def build_mcp_server(get_searcher: SearcherSource, *,
                                                                "(doc_id values of "
                                                                "list_documents).")] = None,
     ) -> SearchResponse:
-        with _as_tool_errors():
-            return SearchResponse.of(get_searcher().search(query, top_k, "auto", doc_ids))
+        with _as_tool_errors(), get_searcher() as searcher:
+            return SearchResponse.of(searcher.search(query, top_k, "auto", doc_ids))
 
     def get_passage(
         doc_id: Annotated[str, Field(min_length=1, description="The document's doc_id.")],
         paragraph: Annotated[int, Field(ge=1, description="1-based paragraph number, as in "
                                                           "a search result.")],
     ) -> PassageInContext:
-        with _as_tool_errors():
-            return passage_in_context(get_searcher(), doc_id, paragraph)
+        with _as_tool_errors(), get_searcher() as searcher:
+            return passage_in_context(searcher, doc_id, paragraph)
 
     def list_documents() -> DocumentList:
-        with _as_tool_errors():
-            searcher = get_searcher()
-            store = searcher.index.store
-            return DocumentList(documents=[document_summary(searcher, d, store.chunks_of(d))
-                                           for d in sorted(store.documents)])
+        with _as_tool_errors(), get_searcher() as searcher:
+            return list_document_summaries(searcher)
 
     for fn, description, title in (
         (search_passages, SEARCH_DESCRIPTION, "Search cited passages"),
@@ -209,13 +175,33 @@ def state_searcher(state: "ServiceState", wait_s: float = 30.0) -> SearcherSourc
     """The service's searcher, waiting up to ``wait_s`` while the model and index are still
     loading (a chat tool's first call often comes right after start-up); then the usual
     IndexNotReady, which the tools report as an error message."""
-    def get() -> Searcher:
+    def get() -> AbstractContextManager[Searcher]:
         deadline = time.monotonic() + wait_s
         while state.loading and state.searcher is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        return state.get_searcher()
+        if state.stale():
+            state.reload_if_stale()
+        return state.lease()
 
     return get
+
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def dns_rebinding_protection(host: str, allowed: list[str]) -> TransportSecuritySettings:
+    """Which Host (and Origin) headers /mcp accepts. A service bound to loopback accepts
+    loopback names only (a web page cannot reach it through a rebound DNS name); one bound to
+    another address on purpose (``--host 0.0.0.0`` in a container) is reached by names the
+    service cannot know, so the check is off, unless ``allowed`` names them."""
+    if not allowed and host not in _LOOPBACK:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    names = ["127.0.0.1", "localhost", "[::1]", *allowed]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[p for n in names for p in (n, f"{n}:*")],
+        allowed_origins=[p for n in names for scheme in ("http", "https")
+                         for p in (f"{scheme}://{n}", f"{scheme}://{n}:*")])
 
 
 class StreamableHTTPEndpoint:
@@ -223,15 +209,16 @@ class StreamableHTTPEndpoint:
     so any worker can answer it and a restart breaks no client session. The SDK's session
     manager runs once only, so every app lifespan (``running``) makes a fresh one."""
 
-    def __init__(self, server: MCPServer, host: str) -> None:
+    def __init__(self, server: MCPServer, host: str,
+                 allowed_hosts: list[str] | None = None) -> None:
         self.server = server
-        # Names the host for the SDK's DNS-rebinding protection, on for a loopback host.
         self.host = host
+        self.security = dns_rebinding_protection(host, allowed_hosts or [])
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
         self.server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True,
-                                        host=self.host)
+                                        host=self.host, transport_security=self.security)
         async with self.server.session_manager.run():
             yield
 
@@ -252,8 +239,7 @@ def run_stdio(settings: "Settings") -> None:
         try:
             yield {}
         finally:
-            if state.searcher is not None:
-                state.searcher.index.store.close()
+            state.close()
 
     build_mcp_server(state_searcher(state, wait_s=120.0), lifespan=lifespan,
                      log_level="INFO").run("stdio")

@@ -20,8 +20,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from qa.errors import InvalidRequest
-from qa.index.hubness import reference_queries
-from qa.ingest.chunking import split_sentences
+from qa.index.hubness import HUB_K, reference_queries, top_k_mean
+from qa.ingest.chunking import rejoin_lines, split_sentences
 from qa.ingest.tokenize import script_of, to_simplified
 from qa.retrieve.search import Searcher, SearchResult
 from qa.types import Hit
@@ -32,11 +32,9 @@ NOT_COVERED = {
     "zh": "语料库中似乎没有相关内容。",
 }
 
-_WS = " \t\r\n\u3000\ufeff\xa0"
 # A quote worth showing has some words in it: "一、" or "谢谢。" alone is not an answer.
 _WORDY = re.compile(r"[\w\u3400-\u9fff]")
 _MIN_WORD_CHARS = 4
-_BREAK = re.compile(r"[ \t\u3000]*\n[ \t\u3000\n]*")
 
 
 @dataclass(frozen=True)
@@ -77,18 +75,6 @@ def language_of(text: str) -> str:
     return "en" if script_of(text) == "en" else "zh"
 
 
-def display(text: str) -> str:
-    """A source slice as a reader sees it: line breaks of re-joined lines removed (CJK joins
-    directly; Latin words get their space back), the same rule as the chunker's."""
-    def join(m: re.Match[str]) -> str:
-        before = text[m.start() - 1:m.start()]
-        after = text[m.end():m.end() + 1]
-        latin = before.isascii() and before.isalnum() and after.isascii() and after.isalnum()
-        return " " if latin else ""
-
-    return _BREAK.sub(join, text).strip(_WS)
-
-
 def _wordy(text: str) -> bool:
     return len(_WORDY.findall(text)) >= _MIN_WORD_CHARS
 
@@ -106,7 +92,7 @@ def candidates(hits: list[Hit]) -> list[Sentence]:
             if key in seen or not _wordy(text):
                 continue
             seen.add(key)
-            out.append(Sentence(text=text, display_text=display(text), doc_id=c.doc_id,
+            out.append(Sentence(text=text, display_text=rejoin_lines(text), doc_id=c.doc_id,
                                 paragraph=c.paragraph, passage=hit.rank, char_start=a,
                                 char_end=b, score=0.0))
     return out
@@ -143,8 +129,7 @@ def score_sentences(searcher: Searcher, question: str, sentences: list[Sentence]
     scores = mat @ np.asarray(qvec, dtype=np.float32)
     bank = _reference_bank(searcher)
     if script_of(question) == "en" and len(bank):
-        k = min(10, len(bank))
-        hub = np.sort(mat @ bank.T, axis=1)[:, -k:].mean(axis=1)
+        hub = top_k_mean(mat @ bank.T, HUB_K)
         dense = {h.rank: h.scores.get("dense", 0.0) for h in hits or []}
         prior = np.array([dense.get(s.passage, 0.0) for s in sentences], dtype=np.float32)
         scores = scores - EN_HUB_PENALTY * hub + EN_PASSAGE_PRIOR * prior
@@ -167,15 +152,16 @@ def format_answer(sentences: list[Sentence]) -> str:
 
 
 def answer(searcher: Searcher, question: str, top_k: int = 5,
-           max_sentences: int = 3) -> Answer:
-    """Search, then quote the best ``max_sentences`` sentences of the top passages; when
-    the search says the corpus does not cover the question, say so and quote nothing."""
+           max_sentences: int = 3, mode: str = "auto") -> Answer:
+    """Search (in ``mode``), then quote the best ``max_sentences`` sentences of the top
+    passages; when the search says the corpus does not cover the question, say so and quote
+    nothing."""
     started = time.perf_counter()
     if not isinstance(max_sentences, int) or isinstance(max_sentences, bool) \
             or not 1 <= max_sentences <= MAX_SENTENCES:
         raise InvalidRequest(f"max_sentences must be an integer from 1 to {MAX_SENTENCES}, "
                              f"got {max_sentences!r}")
-    result = searcher.search(question, top_k)
+    result = searcher.search(question, top_k, mode)
     lang = language_of(result.query)
     if result.answerable:
         chosen = select(score_sentences(searcher, result.query, candidates(result.hits),

@@ -13,8 +13,11 @@ Sync on purpose: the API runs it in its thread pool, like the embedder.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import socket
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -119,6 +122,38 @@ def enforce_citations(text: str, n_passages: int) -> Grounded:
                     removed_markers=removed)
 
 
+class StreamCancel:
+    """Closes a streaming reply's connection from another thread: the reader may be blocked
+    in a read, which a plain close() does not interrupt on Linux (and the upstream then sees
+    no FIN until that read returns); shutdown() ends the read and the connection at once."""
+
+    def __init__(self) -> None:
+        self.cancelled = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, resp: httpx.Response) -> None:
+        stream = resp.extensions.get("network_stream")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        with self._lock:
+            self._sock = sock
+            cancelled = self.cancelled
+        if cancelled:
+            self._shutdown(sock)
+
+    def cancel(self) -> None:
+        with self._lock:
+            self.cancelled = True
+            sock = self._sock
+        self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket | None) -> None:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+
 class ChatClient:
     """A minimal client of ``POST {base_url}/chat/completions``, plain or streamed (SSE)."""
 
@@ -162,12 +197,16 @@ class ChatClient:
             raise self._fail(f"sent no choices[0].message.content: {str(data)[:300]}") from exc
         return content or ""
 
-    def stream(self, messages: list[Message]) -> Iterator[str]:
+    def stream(self, messages: list[Message], cancel: StreamCancel | None = None,
+               ) -> Iterator[str]:
         """The reply's text pieces as the endpoint streams them (``data: {...}`` events up
-        to ``data: [DONE]``)."""
+        to ``data: [DONE]``). ``cancel.cancel()``, from any thread, closes the connection
+        at once, even while this waits for the next piece; the stream then just ends."""
+        cancel = cancel or StreamCancel()
         try:
             with self._client() as client, client.stream(
                     "POST", self.config.url, json=self._body(messages, True)) as resp:
+                cancel.attach(resp)
                 self._check(resp)
                 for line in resp.iter_lines():
                     if not line.startswith("data:"):
@@ -179,6 +218,8 @@ class ChatClient:
                     if piece:
                         yield piece
         except httpx.HTTPError as exc:
+            if cancel.cancelled:
+                return
             raise self._fail(f"failed while streaming: {type(exc).__name__}: {exc}") from exc
 
     def _delta(self, payload: str) -> str:

@@ -22,17 +22,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qa.encoders.base import Embedder
-from qa.errors import InvalidRequest, UnknownDocument
+from qa.errors import UnknownDocument
 from qa.index.load import LoadedIndex
 from qa.index.second import second_of
 from qa.ingest.tokenize import script_of, to_simplified
 from qa.retrieve.fusion import SecondParams, add_leg
+from qa.retrieve.query import check_texts, validate
 from qa.retrieve.second import SecondView
 from qa.types import Hit, format_citation
-
-MODES = ("auto", "hybrid", "dense", "lexical")
-MAX_QUERY_CHARS = 2000
-MAX_TOP_K = 50
 
 
 @dataclass(frozen=True)
@@ -76,18 +73,6 @@ class SearchResult:
     diagnostics: dict[str, float] = field(default_factory=dict)
 
 
-def validate(query: str, top_k: int, mode: str) -> str:
-    if not isinstance(query, str) or not query.strip():
-        raise InvalidRequest("query must be a non-empty string")
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidRequest(f"query is {len(query)} characters long; the limit is {MAX_QUERY_CHARS}")
-    if not isinstance(top_k, int) or isinstance(top_k, bool) or not 1 <= top_k <= MAX_TOP_K:
-        raise InvalidRequest(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
-    if mode not in MODES:
-        raise InvalidRequest(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
-    return query.strip()
-
-
 class Searcher:
     """Searches one loaded index with one embedder; safe to call from several threads."""
 
@@ -101,12 +86,11 @@ class Searcher:
         self._cache_lock = threading.Lock()
         # Exact (flat) indexes are scanned whole by _dense_scan; approximate or remote ones
         # (HNSW above the size threshold, Milvus) give candidates first.
-        self._scan = all(getattr(v, "kind", None) == "flat"
-                         for v in (index.vectors, index.sentences) if v is not None)
+        self._scan = all(v.exhaustive for v in (index.vectors, index.sentences) if v is not None)
         second = second_of(embedder)
         self.second = None if second is None or index.second is None else SecondView(
             index.second, second, index.lexical, index.sentence_offsets, self.params.second,
-            self._scan and getattr(index.second.vectors, "kind", None) == "flat", cache_size)
+            self._scan and index.second.vectors.exhaustive, cache_size)
 
     # -- legs ---------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
@@ -140,6 +124,7 @@ class Searcher:
     def _allowed_rows(self, doc_ids: Sequence[str] | None) -> list[int] | None:
         if doc_ids is None:
             return None
+        check_texts(doc_ids, "doc_ids")
         known = self.index.store.documents
         unknown = [d for d in doc_ids if d not in known]
         if unknown:
@@ -172,10 +157,10 @@ class Searcher:
         path approximates, at less cost: a flat FAISS search is the same scan, plus a heap and
         a second pass gathering the candidates' sentence rows."""
         idx = self.index
-        scores = idx.matrix @ qvec
+        scores = idx.vectors.score(qvec)
         w = self.params.sentence_weight
-        if idx.sentence_matrix is not None and idx.sentence_offsets is not None and w:
-            best = np.maximum.reduceat(idx.sentence_matrix @ qvec, idx.sentence_offsets[:-1])
+        if idx.sentences is not None and idx.sentence_offsets is not None and w:
+            best = np.maximum.reduceat(idx.sentences.score(qvec), idx.sentence_offsets[:-1])
             scores = (1 - w) * scores + w * best
         rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
         if allowed is not None:
@@ -194,7 +179,7 @@ class Searcher:
         if not rows:
             return {}
         rows = sorted(rows)
-        para = np.asarray(self.index.matrix[rows], dtype=np.float32) @ qvec
+        para = self.index.vectors.score(qvec, np.asarray(rows, dtype=np.int64))
         idx = self.index
         w = self.params.sentence_weight
         if idx.sentences is None or w == 0:
@@ -205,7 +190,7 @@ class Searcher:
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         # Every chunk's sentence rows, concatenated, without a Python loop.
         take = np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
-        sims = np.asarray(idx.sentence_matrix[take], dtype=np.float32) @ qvec
+        sims = idx.sentences.score(qvec, take)
         best = np.maximum.reduceat(sims, firsts)
         blended = (1 - w) * para + w * best
         return {r: float(s) for r, s in zip(rows, blended, strict=True)}
@@ -326,7 +311,7 @@ class Searcher:
             hits.append(Hit(
                 rank=rank, score=float(fused[row]), chunk=ch, title=doc.title, date=doc.date,
                 citation=format_citation(doc.title, ch.paragraph, ch.speaker, ch.speaker_role,
-                                         doc.date),
+                                         doc.date, ch.page),
                 scores=legs,
             ))
         return hits

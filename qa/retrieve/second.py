@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -51,19 +52,23 @@ class _Cache:
 class SecondView:
     """One generation's second-encoder arrays with the encoder that made them."""
 
-    def __init__(self, index: SecondIndex, embedder: Embedder, lexical: BM25Index,
+    def __init__(self, index: SecondIndex, embedder: Embedder, lexical: Any,
                  sentence_offsets: np.ndarray | None, params: SecondParams, scan: bool,
                  cache_size: int = 4096) -> None:
         self.index = index
         self.embedder = embedder
-        self.lexical = lexical
+        # The translated leg weights BM25 terms itself, so it needs the local BM25 matrix;
+        # with the lexical index in Milvus (docs/SCALING.md) the leg and its confidence
+        # signal are off, and English questions keep e5's confidence model.
+        self.lexical: BM25Index | None = lexical if isinstance(lexical, BM25Index) else None
         self.offsets = sentence_offsets if index.sentence_matrix is not None else None
         self.params = params
         self.scan = scan
         self._queries = _Cache(cache_size)
         self._terms = _Cache(4 * cache_size)
         # Dictionary row -> BM25 column (the same generation's vocabulary, so all present).
-        self._vocab_cols = np.asarray([lexical.vocab.get(t, -1) for t in index.vocab_terms],
+        vocab = self.lexical.vocab if self.lexical is not None else {}
+        self._vocab_cols = np.asarray([vocab.get(t, -1) for t in index.vocab_terms],
                                       dtype=np.int64)
 
     def active(self, english: bool) -> bool:
@@ -83,7 +88,8 @@ class SecondView:
         lexical leg for the auto mode, the confidence signals). ``query`` is simplified."""
         if not self.active(english):
             return dense, {}, {}
-        translated, found = self.translated(query, k, allowed) if english else ({}, {})
+        translated, found = (self.translated(query, k, allowed)
+                             if english and self.lexical is not None else ({}, {}))
         fused, signals = self.fuse(self.embed([query])[0], english, dense,
                                    [*lexical, *translated], allowed, 2 * k, exact)
         # The translated leg ranks in the auto mode only; its signals serve every mode.
@@ -147,23 +153,21 @@ class SecondView:
         terms, scored between 0 and about 1 (BM25 over this query's bound and best hit);
         and two signals for the confidence: the share of the question's words that have a
         translation in the corpus, and the best chunk's share of the bound."""
-        p = self.params
+        p, lex = self.params, self.lexical
         terms = english_terms(query)
-        if not terms or not len(self._vocab_cols):
+        if lex is None or not terms or not len(self._vocab_cols):
             return {}, {"translated_share": 0.0, "translated_best": 0.0}
         vecs = self._terms.get_many(terms, self._encode, self.embedder.dim)
         sims, ids = self.index.vocab.search(vecs, p.translate_per_term)
         # A word the corpus knows: one with a translation among its terms, or one that it
         # uses as it is (digits, GDP, 5G). Unanswerable questions name things it does not.
         words = [i for i, t in enumerate(terms) if " " not in t]
-        known = [sims[i, 0] >= p.translate_floor or terms[i] in self.lexical.vocab
-                 for i in words]
+        known = [sims[i, 0] >= p.translate_floor or terms[i] in lex.vocab for i in words]
         found = {"translated_share": float(np.mean(known)) if words else 0.0,
                  "translated_best": 0.0}
         weights = term_weights(sims, ids, self._vocab_cols, p.translate_floor)
         if not weights:
             return {}, found
-        lex = self.lexical
         scores, bound = weighted_bm25(lex.weights, lex.idf, lex.k1, weights)
         rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
         sub = scores[rows]

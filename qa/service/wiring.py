@@ -23,11 +23,6 @@ def make_embedder(settings: Settings) -> Embedder:
 def _first_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "hashing":
         return HashingEmbedder()
-    if settings.embedder != "sentence-transformers":
-        from qa.errors import InvalidRequest
-
-        raise InvalidRequest(f"unknown embedder {settings.embedder!r} "
-                             "(sentence-transformers or hashing)")
     from qa.encoders.provision import resolve_model
     from qa.encoders.sentence_transformers import SentenceTransformerEmbedder
 

@@ -74,6 +74,7 @@ class FaissIndex:
         self.hnsw_m = hnsw_m
         self.ef_construction = ef_construction
         self.ef_search = ef_search
+        self.exhaustive = kind == "flat"
         if _index is not None:
             self._index = _index
         elif kind == "flat":
@@ -122,14 +123,11 @@ class FaissIndex:
     def _search_rows(self, q: np.ndarray, k: int,
                      rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among ``rows`` only (sorted, unique, in range), padded like faiss."""
-        faiss = _faiss()
         scores = np.full((len(q), k), np.finfo(np.float32).min, np.float32)
         ids = np.full((len(q), k), -1, np.int64)
         if rows.size == 0:
             return scores, ids
-        flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
-        stored = faiss.rev_swig_ptr(flat.get_xb(), self.count() * self.dim)  # a view, no copy
-        sims = q @ stored.reshape(-1, self.dim)[rows].T
+        sims = q @ self._stored()[rows].T
         kk = min(k, rows.size)
         top = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
         top_s = np.take_along_axis(sims, top, 1)
@@ -137,6 +135,21 @@ class FaissIndex:
         scores[:, :kk] = np.take_along_axis(top_s, order, 1)
         ids[:, :kk] = rows[np.take_along_axis(top, order, 1)]
         return scores, ids
+
+    def _stored(self) -> np.ndarray:
+        """The stored vectors as an (n, dim) view of FAISS's own buffer, no copy."""
+        faiss = _faiss()
+        flat = self._index if self.kind == "flat" else faiss.downcast_index(self._index.storage)
+        if self.count() == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return faiss.rev_swig_ptr(flat.get_xb(), self.count() * self.dim).reshape(-1, self.dim)
+
+    def score(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        stored = self._stored()
+        if rows is None:
+            return stored @ q
+        return stored[np.asarray(rows, dtype=np.int64)] @ q
 
     def save(self, path: Path) -> None:
         _faiss().write_index(self._index, str(path))

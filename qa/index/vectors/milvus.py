@@ -25,6 +25,7 @@ from qa.errors import IndexMismatch, IndexNotReady, ModelUnavailable
 
 _ID, _VEC = "id", "vector"
 _INSERT_BATCH = 5_000  # 5,000 x 384 float32 is ~8 MB, well under gRPC's 64 MB message cap
+_FETCH_BATCH = 1_000  # ids per query: the "id in [...]" filter string stays a few KB
 # Per index type, used where settings give none. HNSW: the FAISS defaults measured in
 # docs/SCALING.md (the same algorithm); IVF: common starting points, not measured here.
 _SEARCH_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -75,6 +76,9 @@ class MilvusIndex:
         self.index_params = dict(_BUILD_DEFAULTS.get(self.index_type, {}), **(index_params or {}))
         self.search_params = dict(_SEARCH_DEFAULTS.get(self.index_type, {}),
                                   **(search_params or {}))
+        # Scoring every row means fetching every vector over the network: search proposes
+        # candidates instead, and ``score`` rescores just those.
+        self.exhaustive = False
         if is_local_uri(uri):
             Path(self.uri).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -169,6 +173,28 @@ class MilvusIndex:
                 ids[i, j] = int(h["id"])
                 scores[i, j] = float(h["distance"])
         return scores, ids
+
+    def score(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Exact inner products with the given rows, their vectors fetched by primary key."""
+        q = np.asarray(query, dtype=np.float32).reshape(-1)
+        ids = (np.arange(self._count, dtype=np.int64) if rows is None
+               else np.asarray(rows, dtype=np.int64).reshape(-1))
+        if ids.size == 0:
+            return np.zeros(0, np.float32)
+        unique = np.unique(ids)
+        found: dict[int, np.ndarray] = {}
+        for lo in range(0, len(unique), _FETCH_BATCH):
+            part = unique[lo:lo + _FETCH_BATCH]
+            got = self._client.query(self.collection,
+                                     filter=f"{_ID} in [{','.join(map(str, part.tolist()))}]",
+                                     output_fields=[_ID, _VEC])
+            for rec in got:
+                found[int(rec[_ID])] = np.asarray(rec[_VEC], dtype=np.float32)
+        missing = [int(i) for i in unique if int(i) not in found]
+        if missing:
+            raise IndexMismatch(f"Milvus collection {self.collection!r} lacks rows "
+                                f"{missing[:5]}: rebuild the index with `qa index`")
+        return np.stack([found[int(i)] for i in ids]) @ q
 
     def save(self, path: Path) -> None:
         """Make the rows durable in Milvus and leave a pointer to them at ``path``."""

@@ -47,6 +47,30 @@ class VectorStore:
         return load_vector_index(self._file(folder, kind, engine), meta,
                                  milvus_token=self.token, milvus_uri=self.uri)
 
+    def save_lexical(self, bm25: Any, docs: list[list[str]], folder: Path,
+                     gen_name: str) -> dict[str, Any]:
+        """Write the lexical index where the vectors go: BM25 files in the generation, or
+        (Milvus) a full-text collection; returns its manifest entry."""
+        if self.backend != "milvus":
+            bm25.save(folder)
+            return {"engine": "bm25", "k1": bm25.k1, "b": bm25.b}
+        from qa.index.milvus_lexical import MilvusLexical
+
+        lex = MilvusLexical.create(self.uri or "", collection_name(f"{self.collection}_text",
+                                                                   gen_name), self.token, docs,
+                                   bm25)
+        lex.close()
+        return lex.describe()
+
+    def open_lexical(self, folder: Path, meta: dict[str, Any]) -> Any:
+        if meta.get("engine") == "milvus-bm25":
+            from qa.index.milvus_lexical import MilvusLexical
+
+            return MilvusLexical.load(meta, token=self.token, uri=self.uri)
+        from qa.index.lexical import BM25Index
+
+        return BM25Index.load(folder)
+
     def drop(self, folder: Path) -> None:
         """Best effort: remove a replaced generation's Milvus collections."""
         try:
@@ -60,5 +84,15 @@ class VectorStore:
                     drop_vectors(meta, milvus_token=self.token)
                 except Exception:  # noqa: BLE001 - a leftover collection is not an error
                     pass
+        lexical = manifest.get("lexical") or {}
+        if lexical.get("engine") == "milvus-bm25":
+            from qa.index.milvus_lexical import MilvusLexical
+
+            try:
+                lex = MilvusLexical.load(lexical, token=self.token)
+                lex.drop()
+                lex.close()
+            except Exception:  # noqa: BLE001 - a leftover collection is not an error
+                pass
 
 

@@ -6,31 +6,50 @@ never rename or drop one.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from qa.retrieve.search import MAX_QUERY_CHARS, MAX_TOP_K, SearchResult
+from qa.errors import InvalidRequest
+from qa.retrieve.query import MAX_QUERY_CHARS, MAX_TOP_K, NON_BLANK, check_text
+from qa.retrieve.search import SearchResult
 from qa.types import Hit
 
 Mode = Literal["auto", "hybrid", "dense", "lexical"]
+Status = Literal["queued", "indexing", "ready", "failed"]
+
+
+def _unicode(value: str) -> str:
+    try:
+        return check_text(value, "the text")
+    except InvalidRequest as exc:
+        raise ValueError(exc.message) from None
+
+
+# Text that can be encoded as UTF-8: JSON may carry a lone surrogate ("\ud800").
+Text = Annotated[str, AfterValidator(_unicode)]
+# A question: not blank (the schema says so: minLength 1 and a non-space character).
+Question = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS, pattern=NON_BLANK),
+                     AfterValidator(_unicode)]
 
 
 class SearchRequest(BaseModel):
+    # strict: what the schema says is a boolean or an integer must be one ("generate": 0
+    # and "top_k": "5" were accepted, against the published schema).
     model_config = ConfigDict(
-        extra="forbid",
+        extra="forbid", strict=True,
         json_schema_extra={"examples": [
             {"query": "武汉城市圈同城化发展有哪些举措?", "top_k": 5, "mode": "auto"},
             {"query": "How many academicians does Wuhan have?", "top_k": 3},
         ]},
     )
 
-    query: str = Field(description="The question, in Chinese (simplified or traditional) or "
-                                   "English.", max_length=MAX_QUERY_CHARS)
+    query: Question = Field(description="The question, in Chinese (simplified or traditional) "
+                                        "or English.")
     top_k: int = Field(5, ge=1, le=MAX_TOP_K, description="How many passages to return.")
     mode: Mode = Field("auto", description="auto (query-aware fusion, default), hybrid (RRF), "
                                            "dense, or lexical (BM25).")
-    doc_ids: list[str] | None = Field(None, description="Only search these documents.")
+    doc_ids: list[Text] | None = Field(None, description="Only search these documents.")
 
 
 class Passage(BaseModel):
@@ -39,11 +58,12 @@ class Passage(BaseModel):
     doc_id: str
     title: str
     paragraph: int = Field(description="1-based paragraph number within the document.")
-    char_start: int = Field(description="Offset of the passage in the source file's text.")
-    char_end: int = Field(description="source_text[char_start:char_end] == text.")
+    char_start: int = Field(description="Offset of the passage in the document's text as read "
+                                        "(GET /documents/{doc_id}/text).")
+    char_end: int = Field(description="text == document_text[char_start:char_end].")
     section: list[str] = Field(description="Heading breadcrumb above the passage.")
     speaker: str | None
-    text: str = Field(description="The passage exactly as in the source file.")
+    text: str = Field(description="The passage exactly as in the document's text.")
     citation: str
     # Extensions beyond the original contract.
     chunk_id: str
@@ -53,6 +73,8 @@ class Passage(BaseModel):
     context: str | None = Field(None, description="The reporter question this passage answers.")
     display_text: str = Field(description="The passage with broken source lines re-joined.")
     scores: dict[str, float] = Field(default_factory=dict, description="Per-leg raw scores.")
+    page: int | None = Field(None, description="1-based page where the passage starts, for "
+                                               "sources with pages (PDF, multi-page TIFF).")
 
     @classmethod
     def of(cls, hit: Hit) -> Passage:
@@ -63,7 +85,7 @@ class Passage(BaseModel):
                    citation=hit.citation, chunk_id=c.chunk_id, window=c.window,
                    speaker_role=c.speaker_role, date=hit.date, context=c.context,
                    display_text=c.clean_text,
-                   scores={k: round(v, 6) for k, v in hit.scores.items()})
+                   scores={k: round(v, 6) for k, v in hit.scores.items()}, page=c.page)
 
 
 class SearchResponse(BaseModel):
@@ -94,6 +116,14 @@ class DocumentSummary(BaseModel):
     sha256: str
     paragraph_count: int
     chunk_count: int
+    media_type: str = Field("text/plain", description="The original file's media type "
+                                                      "(GET /documents/{doc_id}/file).")
+    page_count: int | None = Field(None, description="Pages, for sources that have them.")
+    # Extensions: where the document stands (uploads are indexed in the background).
+    status: Status = Field(default="ready", description="queued (waiting for the next index build), "
+                                                "indexing, ready (searchable) or failed.")
+    reason: str | None = Field(default=None,
+                               description="Why it failed, when status is failed.")
 
 
 class Paragraph(BaseModel):
@@ -106,6 +136,7 @@ class Paragraph(BaseModel):
     speaker: str | None
     speaker_role: str | None
     context: str | None
+    page: int | None = None
 
 
 class DocumentDetail(DocumentSummary):
@@ -114,6 +145,12 @@ class DocumentDetail(DocumentSummary):
 
 class DocumentList(BaseModel):
     documents: list[DocumentSummary]
+
+
+class WriteAccepted(BaseModel):
+    doc_id: str = Field(description="The document's id, made from its file name.")
+    status: Status = Field(description="queued: the change is stored and will be indexed in "
+                                       "the background; poll GET /documents/{doc_id}.")
 
 
 class ErrorBody(BaseModel):
