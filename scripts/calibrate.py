@@ -5,6 +5,12 @@ collects the confidence features of each question, and fits one logistic regress
 English queries and one for Chinese ones. Prints the parameters to paste into FusionParams
 and the flag rates they give.
 
+With the second encoder (the default, QA_SECOND_ENCODER=use-multilingual), English questions
+get their own model over what it adds (qa.retrieve.fusion.SecondParams.confidence_en): fitted
+on one half of the English questions, and its flag rates reported on the other half only
+(the halves alternate within answerable and unanswerable questions, by id). The reverse
+split is printed too, as a second held-out estimate.
+
     python scripts/calibrate.py            # about a minute on 2 cores
 """
 
@@ -22,7 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
 from qa.evaluation.retrieval import load_corpus_questions  # noqa: E402
-from qa.index.build import build_index, open_index  # noqa: E402
+from qa.index.build import build_index  # noqa: E402
+from qa.index.load import open_index  # noqa: E402
 from qa.ingest.tokenize import script_of  # noqa: E402
 from qa.retrieve.search import Searcher  # noqa: E402
 from qa.service.wiring import make_embedder  # noqa: E402
@@ -37,7 +44,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         build_index(bench.corpus_dir, Path(tmp) / "index", embedder)
         searcher = Searcher(open_index(Path(tmp) / "index", embedder), embedder)
-        rows = {"en": [], "zh": []}
+        rows: dict[str, list] = {"en": [], "zh": []}
+        second: list[tuple[str, list[float], int]] = []
         for sl in bench.slices:
             for q in sl.questions:
                 res = searcher.search(q.text, top_k=10)
@@ -45,7 +53,12 @@ def main() -> None:
                 group = "en" if script_of(q.text) == "en" else "zh"
                 rows[group].append(([d["best_dense"], d["coverage"], d["gap"]],
                                     int(q.gold is not None)))
+                if group == "en" and "second_best" in d:
+                    second.append((q.qid, [d["best_dense"], d["second_best"],
+                                           d["translated_share"]], int(q.gold is not None)))
     out = {}
+    if second:
+        out["en+second"] = fit_second(second)
     for group, data in rows.items():
         x = np.array([f for f, _ in data])
         y = np.array([label for _, label in data])
@@ -71,6 +84,51 @@ def main() -> None:
             "n_answerable": int((y == 1).sum()), "n_unanswerable": int((y == 0).sum()),
         }
     print(json.dumps(out, indent=1))
+
+
+def _halves(data: list[tuple[str, list[float], int]]) -> tuple[list[int], list[int]]:
+    """Two halves alternating by id within each label: balanced, and fixed in advance."""
+    a: list[int] = []
+    b: list[int] = []
+    for label in (0, 1):
+        idx = sorted((i for i, (_, _, y) in enumerate(data) if y == label),
+                     key=lambda i: data[i][0])
+        a += idx[0::2]
+        b += idx[1::2]
+    return a, b
+
+
+def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
+    """Balanced logistic regression, then the bias moved so that at most 5% of the fitting
+    half's answerable questions fall below the threshold (few false alarms first)."""
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(x, y)
+    w = model.coef_[0]
+    z = model.intercept_[0] + x @ w
+    bias = float(model.intercept_[0]) - min(0.0, float(np.percentile(z[y == 1], 5)))
+    return (round(bias, 3), *(round(float(c), 3) for c in w))
+
+
+def _rates(params: tuple[float, ...], x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    flagged = params[0] + x @ np.array(params[1:]) < 0
+    return {"unanswerable_flagged": round(float(flagged[y == 0].mean()), 3),
+            "answerable_wrongly_flagged": round(float(flagged[y == 1].mean()), 3),
+            "n_answerable": int((y == 1).sum()), "n_unanswerable": int((y == 0).sum())}
+
+
+def fit_second(data: list[tuple[str, list[float], int]]) -> dict:
+    """English with the second encoder: (bias, best e5 score, best USE score, share of the
+    question's words the corpus knows), fitted on half A, reported on half B."""
+    x = np.array([f for _, f, _ in data])
+    y = np.array([label for _, _, label in data])
+    a, b = _halves(data)
+    params = _fit(x[a], y[a])
+    reverse = _fit(x[b], y[b])
+    return {"params (fitted on half A)": params, "held_out_half_B": _rates(params, x[b], y[b]),
+            "fitting_half_A": _rates(params, x[a], y[a]),
+            "reverse: fitted on B, held-out A": {"params": reverse,
+                                                   **_rates(reverse, x[a], y[a])}}
 
 
 if __name__ == "__main__":

@@ -72,8 +72,10 @@ def _ray_embed(settings: Settings, embedder: Any) -> Any:
     from qa.service.wiring import make_embedder
 
     threads = settings.threads or 1
+    # Workers embed the first encoder's passages; the second encoder's (qa.index.second)
+    # are embedded by the build itself.
     worker = settings.model_copy(update={"threads": threads, "milvus_token": None,
-                                         "llm_api_key": None})
+                                         "llm_api_key": None, "second_encoder": "none"})
     return RayEmbed(settings.ray_address or "local", partial(make_embedder, worker),
                     embedder.fingerprint, workers=settings.ray_workers,
                     cpus_per_worker=threads, batch_size=settings.batch_size)

@@ -49,6 +49,8 @@ class MicroBatchingEmbedder:
         self.dim = inner.dim
         self.fingerprint = inner.fingerprint
         self.max_tokens = inner.max_tokens
+        # The second encoder of an ensemble (qa.encoders.ensemble) rides along, unbatched.
+        self.second = getattr(inner, "second", None)
         self.max_wait = max_wait_ms / 1000.0
         self.max_batch = max(1, max_batch)
         self.batches = 0  # inner query calls made, for tests and the benchmark

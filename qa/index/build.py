@@ -45,6 +45,7 @@ from qa.index.generations import (
 from qa.index.hubness import hub_scores, reference_queries
 from qa.index.lexical import BM25Index
 from qa.index.manifest import FORMAT, current_generation, fsync_dir, write_manifest
+from qa.index.second import same_encoders, second_of, vocabulary_terms, write_second
 from qa.index.store import ChunkStore, write_store
 from qa.index.vectors.store import VectorStore
 from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk, split_sentences
@@ -83,6 +84,7 @@ class BuildReport:
     chunks: int = 0
     embedded: int = 0
     sentences_embedded: int = 0
+    second_embedded: int = 0  # passages and sentences embedded by the second encoder
     seconds: float = 0.0
     # Files that were not indexed (file name -> reason), and what the readers warned about.
     failed: dict[str, str] = field(default_factory=dict)
@@ -113,8 +115,11 @@ class BuildReport:
 
 
 def _reusable(prev: dict[str, Any] | None, embedder: Embedder, settings: dict[str, Any]) -> bool:
+    # A change in the set of encoders (a second encoder added, removed or replaced) is a
+    # change of model: every vector is made again.
     return prev is not None and prev.get("format") == FORMAT \
-        and prev["model"]["fingerprint"] == embedder.fingerprint and prev["chunker"] == settings
+        and prev["model"]["fingerprint"] == embedder.fingerprint and prev["chunker"] == settings \
+        and same_encoders(prev, second_of(embedder))
 
 
 def _reader_cache(prev_gen: Path | None, prev: dict[str, Any] | None
@@ -199,6 +204,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         sent_parts: list[np.ndarray] = []
         sent_counts: list[int] = []
         to_embed: list[tuple[int, Chunk]] = []
+        origin: list[int] = []  # each row's row in the previous generation, or -1 if new
         doc_entries: dict[str, Any] = {}
         titles = {d.doc_id: d.title for d in docs}
         try:
@@ -209,6 +215,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                     report.unchanged.append(doc.doc_id)
                     kept = list(prev_store.iter_doc(doc.doc_id))
                     old_rows = [r for r, _, _ in kept]
+                    origin.extend(old_rows)
                     for _, ch, toks in kept:
                         toks = toks if same_lexicon else tokenizer(ch.clean_text)
                         rows.append((len(rows), ch, toks))
@@ -222,6 +229,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                     (report.changed if old else report.added).append(doc.doc_id)
                     chunks = chunk(doc, max_tokens=window, count_tokens=embedder.count_tokens)
                     vec_parts.append(np.zeros((len(chunks), embedder.dim), dtype=np.float32))
+                    origin.extend([-1] * len(chunks))
                     for ch in chunks:
                         to_embed.append((len(rows), ch))
                         rows.append((len(rows), ch, tokenizer(ch.clean_text)))
@@ -248,10 +256,21 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             per_doc = Counter(c.doc_id for _, c, _ in rows)
             for doc in docs:
                 doc_entries[doc.doc_id]["chunks"] = per_doc[doc.doc_id]
+            second = second_of(embedder)
+            second_meta = bm25 = None
+            if second is not None:
+                bm25 = BM25Index.build([toks for _, _, toks in rows])
+                second_meta = write_second(
+                    tmp, second, [ch.clean_text for _, ch, _ in rows],
+                    [_sentence_texts(ch) if origin[r] < 0 else [] for r, ch, _ in rows],
+                    origin, prev_gen if reuse else None, offsets if sentence_vectors else None,
+                    vocabulary_terms(bm25.vocab, bm25.idf), batch_size, gen_name,
+                    hnsw_threshold)
+                report.second_embedded = int(second_meta["embedded"])
             _write_generation(tmp, docs, rows, vectors, embedder, chunker, doc_entries,
                               tokenizer, hnsw_threshold,
                               (sentences, offsets) if sentence_vectors else None,
-                              store_cfg, gen_name, corpus.extracted)
+                              store_cfg, gen_name, corpus.extracted, second_meta, bm25)
             final = index_dir / gen_name
             os.replace(tmp, final)
             pointer_tmp = index_dir / "CURRENT.tmp"
@@ -305,7 +324,9 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
                       vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
                       doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
                       sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
-                      gen_name: str, extracted: dict[str, Any] | None = None) -> None:
+                      gen_name: str, extracted: dict[str, Any] | None = None,
+                      second: dict[str, Any] | None = None,
+                      bm25: BM25Index | None = None) -> None:
     np.save(tmp / "vectors.npy", vectors)
     # Reporter questions in a transcript are context for the answer that follows, not
     # answers: search ranks them below answers (qa.retrieve.search.FusionParams.question_penalty).
@@ -327,7 +348,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         np.save(tmp / "hub_en.npy", hub)
         hub_meta = hub_meta_of(bank)
     write_store(tmp / "chunks.sqlite", docs, rows, extracted)
-    bm25 = BM25Index.build([toks for _, _, toks in rows])
+    bm25 = bm25 or BM25Index.build([toks for _, _, toks in rows])
     lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
     manifest = {
         "format": FORMAT,
@@ -338,6 +359,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         "vectors": index.describe(),
         "sentences": sentence_meta,
         "hubness": hub_meta,
+        "second": second,
         "lexical": {**lexical_meta, "tokenizer": LEXICAL_TOKENIZER,
                     "user_words": list(tokenizer.user_words)},
         "documents": doc_entries,

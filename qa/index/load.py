@@ -22,6 +22,7 @@ from qa.errors import IndexMismatch, IndexNotReady, QAError
 from qa.index.integrity import damaged, verify_files
 from qa.index.lexical import BM25Index, LexicalIndex
 from qa.index.manifest import FORMAT, current_generation, read_manifest
+from qa.index.second import SecondIndex, check_second, open_second, same_encoders, second_of
 from qa.index.store import ChunkStore
 from qa.index.vectors.base import VectorIndex
 from qa.index.vectors.store import VectorStore
@@ -47,6 +48,7 @@ class LoadedIndex:
     sentence_owner: np.ndarray | None = None
     hub_en: np.ndarray | None = None
     question_rows: np.ndarray | None = None
+    second: SecondIndex | None = None  # the second encoder's arrays, when the service has one
     lock: SharedLock | None = field(default=None, repr=False)
 
     def close(self) -> None:
@@ -113,6 +115,14 @@ def _open(gen: Path, lock: SharedLock, embedder: Embedder | None, store_cfg: Vec
             f"the index in {gen.parent} was built with {manifest['model']['id']} "
             f"({manifest['model']['fingerprint']}), but the service loaded {embedder.model_id} "
             f"({embedder.fingerprint}); rebuild it with `qa index`")
+    second = second_of(embedder) if embedder is not None else None
+    if second is not None and not same_encoders(manifest, second):
+        old = manifest.get("second") or {}
+        raise IndexMismatch(
+            f"the index in {gen.parent} was built with the second encoder "
+            f"{old.get('id', 'none')} ({old.get('fingerprint', '-')}), but the service loaded "
+            f"{second.model_id} ({second.fingerprint}); rebuild it with `qa index` "
+            "(or set QA_SECOND_ENCODER=none)")
     if verify != "none":
         verify_files(gen, manifest, full=verify == "full")
     with reading(gen, "manifest.json"):
@@ -129,6 +139,12 @@ def _open(gen: Path, lock: SharedLock, embedder: Embedder | None, store_cfg: Vec
     try:
         _load_arrays(gen, manifest, loaded, store_cfg)
         _check_shapes(gen, manifest, loaded, n)
+        if second is not None:
+            # A service without a second encoder ignores these files: its e5-only search is
+            # exactly what an e5-only generation gives.
+            with reading(gen, "use_vectors.npy"):
+                loaded.second = open_second(gen, manifest)
+            check_second(gen, loaded.second, n, loaded.sentence_offsets)
     except BaseException:
         store.close()
         raise

@@ -24,8 +24,11 @@ import numpy as np
 from qa.encoders.base import Embedder
 from qa.errors import UnknownDocument
 from qa.index.load import LoadedIndex
+from qa.index.second import second_of
 from qa.ingest.tokenize import script_of, to_simplified
+from qa.retrieve.fusion import SecondParams, add_leg
 from qa.retrieve.query import check_texts, validate
+from qa.retrieve.second import SecondView
 from qa.types import Hit, format_citation
 
 
@@ -55,6 +58,8 @@ class FusionParams:
     # A reporter's question restates what the user asks, so it outscores the answer that
     # follows it; in auto mode it is ranked below answers by this much.
     question_penalty: float = 0.1
+    # The second encoder, when the index and the embedder have one (qa.retrieve.fusion).
+    second: SecondParams = field(default_factory=SecondParams)
 
 
 @dataclass
@@ -82,6 +87,10 @@ class Searcher:
         # Exact (flat) indexes are scanned whole by _dense_scan; approximate or remote ones
         # (HNSW above the size threshold, Milvus) give candidates first.
         self._scan = all(v.exhaustive for v in (index.vectors, index.sentences) if v is not None)
+        second = second_of(embedder)
+        self.second = None if second is None or index.second is None else SecondView(
+            index.second, second, index.lexical, index.sentence_offsets, self.params.second,
+            self._scan and index.second.vectors.exhaustive, cache_size)
 
     # -- legs ---------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
@@ -101,6 +110,8 @@ class Searcher:
         for i in range(0, len(todo), batch_size):
             part = todo[i:i + batch_size]
             self._remember(dict(zip(part, self.embedder.embed_batch(part, "query"), strict=True)))
+            if self.second is not None:
+                self.second.embed([q for q in part if self.second.active(script_of(q) == "en")])
 
     def _remember(self, vecs: dict[str, np.ndarray]) -> None:
         with self._cache_lock:
@@ -228,6 +239,10 @@ class Searcher:
         b, w_best, w_cov, w_gap = self.params.conf_en if english else self.params.conf_zh
         z = (b + w_best * features["best_dense"] + w_cov * features["coverage"]
              + w_gap * features["gap"])
+        if english and "second_best" in features and "translated_share" in features:
+            b, w_best, w_second, w_known = self.params.second.confidence_en
+            z = (b + w_best * features["best_dense"] + w_second * features["second_best"]
+                 + w_known * features["translated_share"])
         return 1.0 / (1.0 + math.exp(-max(-60.0, min(60.0, z))))
 
     # -- public -------------------------------------------------------------------------
@@ -246,6 +261,12 @@ class Searcher:
         raw_dense = self._dense(qvec, n, allowed)
         dense = self._dehub(english, raw_dense) if mode != "lexical" else {}
         lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
+        translated: dict[int, float] = {}
+        signals: dict[str, float] = {}
+        if self.second is not None and mode != "lexical":
+            dense, translated, signals = self.second.apply(
+                to_simplified(query), english, mode, dense, lexical, allowed, n,
+                lambda rows: self._dehub(english, self._dense_exact(qvec, rows)))
         if mode == "dense":
             fused = dense
         elif mode == "lexical":
@@ -254,6 +275,7 @@ class Searcher:
             fused = self._fuse_rrf(dense, lexical)
         else:
             fused = self._fuse_auto(english, weight, qvec, tokens, dense, lexical)
+            fused = add_leg(fused, translated, self.params.second.translate_weight)
             questions = self.index.question_rows
             if questions is not None and self.params.question_penalty:
                 fused = {r: v - self.params.question_penalty * bool(questions[r])
@@ -266,6 +288,7 @@ class Searcher:
             "coverage": coverage,
             "gap": (top_dense[0] - top_dense[min(9, len(top_dense) - 1)]) if top_dense else 0.0,
         }
+        features.update(signals)
         conf = self.confidence(features, english)
         return SearchResult(
             query=query, mode=mode, hits=hits,

@@ -8,6 +8,19 @@ from qa.encoders.base import Embedder, HashingEmbedder
 
 
 def make_embedder(settings: Settings) -> Embedder:
+    """The configured embedder; with ``QA_SECOND_ENCODER`` set, the first encoder carrying
+    the second (qa.encoders.ensemble), which the index and the searcher then use too."""
+    first = _first_embedder(settings)
+    if settings.embedder == "hashing" or settings.second_encoder == "none":
+        return first
+    from qa.encoders.ensemble import WithSecond
+    from qa.encoders.use import UseEmbedder
+
+    return WithSecond(first, UseEmbedder(threads=settings.threads,
+                                         cache_dir=settings.model_cache_dir))
+
+
+def _first_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "hashing":
         return HashingEmbedder()
     from qa.encoders.provision import resolve_model

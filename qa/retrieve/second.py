@@ -1,0 +1,181 @@
+"""The second encoder's part of a search: its dense scores fused into the first encoder's,
+its dictionary translating English question words into corpus terms, and the signals it
+adds to the no-answer confidence. Used by :class:`qa.retrieve.search.Searcher`."""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from qa.encoders.base import Embedder
+from qa.index.lexical import BM25Index
+from qa.index.second import SecondIndex
+from qa.retrieve.fusion import SecondParams, chunk_scores, fuse, top_rows
+from qa.retrieve.translate import english_terms, term_weights, weighted_bm25
+
+
+class _Cache:
+    """A small thread-safe LRU of text -> vector."""
+
+    def __init__(self, size: int) -> None:
+        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get_many(self, texts: Sequence[str], compute: Callable[[list[str]], np.ndarray],
+                 dim: int) -> np.ndarray:
+        out = np.zeros((len(texts), dim), dtype=np.float32)
+        todo: list[int] = []
+        with self._lock:
+            for i, t in enumerate(texts):
+                v = self._data.get(t)
+                if v is None:
+                    todo.append(i)
+                else:
+                    self._data.move_to_end(t)
+                    out[i] = v
+        if todo:
+            vecs = compute([texts[i] for i in todo])
+            out[todo] = vecs
+            with self._lock:
+                for i, v in zip(todo, vecs, strict=True):
+                    self._data[texts[i]] = v
+                while len(self._data) > self._size:
+                    self._data.popitem(last=False)
+        return out
+
+
+class SecondView:
+    """One generation's second-encoder arrays with the encoder that made them."""
+
+    def __init__(self, index: SecondIndex, embedder: Embedder, lexical: Any,
+                 sentence_offsets: np.ndarray | None, params: SecondParams, scan: bool,
+                 cache_size: int = 4096) -> None:
+        self.index = index
+        self.embedder = embedder
+        # The translated leg weights BM25 terms itself, so it needs the local BM25 matrix;
+        # with the lexical index in Milvus (docs/SCALING.md) the leg and its confidence
+        # signal are off, and English questions keep e5's confidence model.
+        self.lexical: BM25Index | None = lexical if isinstance(lexical, BM25Index) else None
+        self.offsets = sentence_offsets if index.sentence_matrix is not None else None
+        self.params = params
+        self.scan = scan
+        self._queries = _Cache(cache_size)
+        self._terms = _Cache(4 * cache_size)
+        # Dictionary row -> BM25 column (the same generation's vocabulary, so all present).
+        vocab = self.lexical.vocab if self.lexical is not None else {}
+        self._vocab_cols = np.asarray([vocab.get(t, -1) for t in index.vocab_terms],
+                                      dtype=np.int64)
+
+    def active(self, english: bool) -> bool:
+        return self.params.weight(english) > 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._queries.get_many(list(texts), self._encode, self.embedder.dim)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        return self.embedder.embed_batch(texts, "query")
+
+    def apply(self, query: str, english: bool, mode: str, dense: dict[int, float],
+              lexical: dict[int, float], allowed: list[int] | None, k: int,
+              exact: Callable[[list[int]], dict[int, float]]
+              ) -> tuple[dict[int, float], dict[int, float], dict[str, float]]:
+        """What this encoder does to one search: (the fused dense scores, the translated
+        lexical leg for the auto mode, the confidence signals). ``query`` is simplified."""
+        if not self.active(english):
+            return dense, {}, {}
+        translated, found = (self.translated(query, k, allowed)
+                             if english and self.lexical is not None else ({}, {}))
+        fused, signals = self.fuse(self.embed([query])[0], english, dense,
+                                   [*lexical, *translated], allowed, 2 * k, exact)
+        # The translated leg ranks in the auto mode only; its signals serve every mode.
+        return fused, translated if mode == "auto" else {}, {**signals, **found}
+
+    # -- dense ----------------------------------------------------------------------------
+    def scores(self, qvec: np.ndarray, english: bool,
+               rows: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(raw, corrected) chunk scores of ``rows`` (all when None); corrected subtracts
+        the hubness share for English questions."""
+        idx, p = self.index, self.params
+        raw = chunk_scores(qvec, idx.matrix, rows, idx.sentence_matrix, self.offsets,
+                           p.sentence_weight)
+        if english and idx.hub_en is not None and p.hub_penalty_en:
+            hub = idx.hub_en if rows is None else idx.hub_en[rows]
+            return raw, raw - p.hub_penalty_en * hub
+        return raw, raw
+
+    def _candidates(self, qvec: np.ndarray, english: bool, k: int,
+                    allowed: list[int] | None) -> list[int]:
+        if self.scan:
+            rows = None if allowed is None else np.asarray(allowed, dtype=np.int64)
+            _, corrected = self.scores(qvec, english, rows)
+            top = top_rows(corrected, k)
+            return (top if rows is None else rows[top]).tolist()
+        _, ids = self.index.vectors.search(qvec[None, :], k, allowed)
+        return [int(i) for i in ids[0] if i >= 0]
+
+    def fuse(self, qvec: np.ndarray, english: bool, dense: dict[int, float],
+             extra: Iterable[int], allowed: list[int] | None, k: int,
+             exact: Callable[[list[int]], dict[int, float]]
+             ) -> tuple[dict[int, float], dict[str, float]]:
+        """The first encoder's (corrected) dense scores fused with this encoder's over the
+        union of both encoders' candidates and ``extra`` rows; ``exact`` gives the first
+        encoder's scores of rows it did not propose. Also returns the confidence signals."""
+        if allowed is not None and not allowed:
+            return dense, {}
+        rows = sorted(set(dense) | set(self._candidates(qvec, english, k, allowed)) | set(extra))
+        missing = [r for r in rows if r not in dense]
+        first = {**dense, **(exact(missing) if missing else {})}
+        rows_a = np.asarray(rows, dtype=np.int64)
+        raw, corrected = self.scores(qvec, english, rows_a)
+        mixed = fuse(np.array([first[r] for r in rows], np.float32), corrected,
+                     self.params.weight(english))
+        return dict(zip(rows, mixed.tolist(), strict=True)), self._signals(raw, rows_a, first)
+
+    @staticmethod
+    def _signals(raw: np.ndarray, rows: np.ndarray, first: dict[int, float]) -> dict[str, float]:
+        if raw.size == 0:
+            return {}
+        order = np.argsort(-raw)
+        top_first = max(first, key=first.__getitem__)
+        return {"second_best": float(raw[order[0]]),
+                "second_gap": float(raw[order[0]] - raw[order[min(9, raw.size - 1)]]),
+                "agree": float(int(rows[order[0]]) == top_first)}
+
+    # -- translated lexical leg -------------------------------------------------------------
+    def translated(self, query: str, k: int, allowed: list[int] | None
+                   ) -> tuple[dict[int, float], dict[str, float]]:
+        """The best ``k`` chunks for the English question's words translated into corpus
+        terms, scored between 0 and about 1 (BM25 over this query's bound and best hit);
+        and two signals for the confidence: the share of the question's words that have a
+        translation in the corpus, and the best chunk's share of the bound."""
+        p, lex = self.params, self.lexical
+        terms = english_terms(query)
+        if lex is None or not terms or not len(self._vocab_cols):
+            return {}, {"translated_share": 0.0, "translated_best": 0.0}
+        vecs = self._terms.get_many(terms, self._encode, self.embedder.dim)
+        sims, ids = self.index.vocab.search(vecs, p.translate_per_term)
+        # A word the corpus knows: one with a translation among its terms, or one that it
+        # uses as it is (digits, GDP, 5G). Unanswerable questions name things it does not.
+        words = [i for i, t in enumerate(terms) if " " not in t]
+        known = [sims[i, 0] >= p.translate_floor or terms[i] in lex.vocab for i in words]
+        found = {"translated_share": float(np.mean(known)) if words else 0.0,
+                 "translated_best": 0.0}
+        weights = term_weights(sims, ids, self._vocab_cols, p.translate_floor)
+        if not weights:
+            return {}, found
+        scores, bound = weighted_bm25(lex.weights, lex.idf, lex.k1, weights)
+        rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
+        sub = scores[rows]
+        hit = np.flatnonzero(sub > 0)
+        if not hit.size:
+            return {}, found
+        hit = hit[top_rows(sub[hit], k)]
+        best = float(sub[hit].max())
+        found["translated_best"] = best / bound if bound else 0.0
+        scale = 0.5 * bound + 0.5 * best
+        return {int(rows[h]): float(sub[h]) / scale for h in hit}, found
