@@ -19,6 +19,9 @@ from qa.index.load import open_index
 from qa.index.manifest import current_generation
 from qa.retrieve.search import Searcher
 
+# Long-running: `pytest -m "not slow"` skips it during development; CI runs it.
+pytestmark = pytest.mark.slow
+
 DIGEST = "wuhan-9th-plenary-digest-2020-06-28"
 QUERIES = ["院士 高校", "长江新区", "新冠肺炎疫情防控", "What did Wuhan say about universities?"]
 

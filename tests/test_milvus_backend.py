@@ -19,6 +19,9 @@ from qa.index.vectors.store import VectorStore
 from qa.retrieve.search import Searcher
 from tests.conftest import CORPUS, SHARED_DATA
 
+# Long-running: `pytest -m "not slow"` skips it during development; CI runs it.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

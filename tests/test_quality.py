@@ -10,7 +10,7 @@ from qa.evaluation.retrieval import evaluate, load_corpus_questions, load_squad
 
 from .conftest import CORPUS, ROOT, SHARED_DATA
 
-pytestmark = pytest.mark.model
+pytestmark = [pytest.mark.model, pytest.mark.slow]
 
 # Measured values are in docs/EVAL.md; these sit just under them.
 CORPUS_FLOORS = {

@@ -125,7 +125,8 @@ def _unindexed_summary(view: DocStatus) -> DocumentSummary:
                            date=meta.get("date"), source=meta.get("source"),
                            type=meta.get("type"), language=meta.get("language") or "zh",
                            path=view.path or "", sha256=view.sha256 or "", paragraph_count=0,
-                           chunk_count=0, status=view.status, reason=view.reason)
+                           chunk_count=0, media_type="application/octet-stream",
+                           page_count=None, status=view.status, reason=view.reason)
 
 
 def _views(request: Request, searcher: Searcher | None) -> dict[str, DocStatus]:

@@ -104,7 +104,7 @@ def read_packed(bin_path: Path) -> PackedE5:
 
 
 def _parse(data: np.ndarray) -> PackedE5:
-    buf = memoryview(data)
+    buf = memoryview(data)  # type: ignore[arg-type]  # numpy arrays are buffers at run time
     pos = 8  # magic + version
     hidden, layers, heads, ffn, vocab, maxp, tvs = struct.unpack_from("<7i", buf, pos)
     eps, _qk = struct.unpack_from("<fi", buf, pos + 28)

@@ -70,14 +70,15 @@ def _compare(searchers: list[Searcher], bench: Benchmark, mode: str, top_k: int,
             s.prime_queries([q.text for q in qs])
         ranks: list[list[int | None]] = [[], []]
         took: list[list[float]] = [[], []]
-        same, diffs = 0, []
+        same = 0
+        diffs: list[Any] = []
         for q in qs:
             hits = []
             for i, s in enumerate(searchers):
                 t0 = time.perf_counter()
                 hits.append(s.search(q.text, top_k=max(top_k, 5), mode=mode).hits)
                 took[i].append((time.perf_counter() - t0) * 1000)
-                ranks[i].append(_rank_of_gold(hits[i], q.gold))
+                ranks[i].append(_rank_of_gold(hits[i], q.gold) if q.gold else None)
             ids = [[h.chunk.chunk_id for h in hs[:top_k]] for hs in hits]
             if ids[0] == ids[1]:
                 same += 1

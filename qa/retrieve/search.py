@@ -144,6 +144,7 @@ class Searcher:
         if idx.sentences is None or self.params.sentence_weight == 0:
             return para
         allowed_s = None
+        assert idx.sentence_offsets is not None and idx.sentence_owner is not None
         if allowed is not None:
             off = idx.sentence_offsets
             allowed_s = np.concatenate([np.arange(off[r], off[r + 1]) for r in allowed]).tolist()
@@ -185,6 +186,7 @@ class Searcher:
         if idx.sentences is None or w == 0:
             return {r: float(s) for r, s in zip(rows, para, strict=True)}
         off = idx.sentence_offsets
+        assert off is not None  # sentence vectors come with their offsets
         starts = off[rows]
         counts = off[np.asarray(rows) + 1] - starts
         firsts = np.concatenate([[0], np.cumsum(counts)[:-1]])

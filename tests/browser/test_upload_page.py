@@ -64,7 +64,8 @@ class FakeDocumentsAPI:
         return [s for s in self.seen if s["method"] == "POST"]
 
 
-def test_the_list_shows_each_document_and_this_server_takes_no_uploads(en: Session) -> None:
+def test_the_list_shows_each_document_and_uploads_are_off_without_a_key(en: Session) -> None:
+    # The test server runs without QA_API_KEY: the real POST /documents answers 403.
     page = en.open("/")
     fill_upload(page)
     rows = page.locator("#docs-list tbody tr")
@@ -72,11 +73,11 @@ def test_the_list_shows_each_document_and_this_server_takes_no_uploads(en: Sessi
     expect(rows.first).to_contain_text("searchable")
     page.get_by_role("button", name="Upload", exact=True).click()
     expect(page.locator("#up-status")).to_contain_text(
-        "Uploads are not available on this server.")
+        "Uploads are switched off on this server.")
     expect(page.locator("#up-go")).to_be_enabled()
     expect(page.locator("#up-progress")).to_be_hidden()
-    en.shot("upload-unavailable")
-    en.watch.check(allow=("405",))
+    en.shot("upload-switched-off")
+    en.watch.check(allow=("403",))
 
 
 def test_an_upload_shows_its_progress_and_status_until_searchable(en: Session) -> None:

@@ -122,7 +122,7 @@ def test_every_route_documents_the_errors_it_can_answer(served):
 @pytest.mark.parametrize("method, path, allow", [
     ("DELETE", "/search", {"GET", "POST"}),
     ("PUT", "/answer", {"POST"}),
-    ("POST", f"/documents/{DIGEST}", {"GET"}),
+    ("POST", f"/documents/{DIGEST}", {"GET", "DELETE"}),
     ("GET", "/tools/search_passages", {"POST"}),
 ])
 def test_405_says_what_is_allowed(served, method, path, allow):
@@ -240,7 +240,10 @@ def test_a_sidecar_with_list_values_skips_its_document_by_name(pristine, embedde
     err = capsys.readouterr().err
     assert "Traceback" not in err and meta.name in err and "skipped" in err
     with app_client(settings, embedder) as c:
-        assert c.get(f"/documents/{DIGEST}").status_code == 404
+        # listed as failed, with the reason, and nothing of it indexed
+        doc = c.get(f"/documents/{DIGEST}").json()
+        assert doc["status"] == "failed" and meta.name in doc["reason"]
+        assert doc["paragraphs"] == []
         # the other document is still indexed and served
         assert c.post("/search", json={"query": "武汉"}).json()["results"]
 

@@ -27,6 +27,9 @@ from qa.index.manifest import current_generation, read_manifest
 from tests.conftest import ROOT
 from tests.faults.conftest import QUERIES, app_client, top_chunks
 
+# Long-running: `pytest -m "not slow"` skips it during development; CI runs it.
+pytestmark = pytest.mark.slow
+
 ADDED = ("added-note", "武汉新建了一座量子计算实验室。\n")
 KILLED = ("killed-note", "长江新区将建设一座深海观测站。\n")
 
