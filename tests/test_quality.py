@@ -16,11 +16,13 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 CORPUS_FLOORS = {
     ("corpus-zh", "R@1"): 0.92, ("corpus-zh", "R@5"): 0.98,
     ("corpus-zh-Hant", "R@5"): 0.95,
-    ("corpus-en", "R@5"): 0.80, ("corpus-en", "R@10"): 0.85,
+    # With the second encoder (the default): 0.756 / 0.951 / 0.951, two questions of slack.
+    ("corpus-en", "R@1"): 0.70, ("corpus-en", "R@5"): 0.90, ("corpus-en", "R@10"): 0.90,
 }
 XQUAD_FLOORS = {
     ("xquad-zh->zh", "R@1"): 0.93, ("xquad-zh->zh", "R@5"): 0.98,
-    ("xquad-en->zh", "R@1"): 0.74, ("xquad-en->zh", "R@5"): 0.92,
+    # The first 150 questions, both encoders: 0.873 / 0.987.
+    ("xquad-en->zh", "R@1"): 0.84, ("xquad-en->zh", "R@5"): 0.96,
 }
 
 
@@ -41,6 +43,7 @@ def test_own_corpus_quality_and_no_answer_signal(real_embedder):
     slices = result["slices"]
     # Chinese unanswerable questions are flagged, answerable ones rarely are.
     assert slices["corpus-zh"]["modes"]["auto"]["flagged_unanswerable"] <= 0.10
+    assert slices["corpus-en"]["modes"]["auto"]["flagged_unanswerable"] <= 0.10
     assert slices["corpus-unanswerable"]["modes"]["auto"]["flagged_unanswerable"] >= 0.5
 
 
