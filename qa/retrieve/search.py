@@ -258,8 +258,10 @@ class Searcher:
         english = script_of(query) == "en"
         coverage = self.index.lexical.coverage(tokens)
         weight = self.lexical_weight(english, coverage)
+        simple = to_simplified(query)
+        begun = self.second.begin(simple, english, mode) if self.second is not None else None
         # Every mode embeds the query: the confidence is read off the dense leg.
-        qvec = self.embed_query(to_simplified(query))
+        qvec = self.embed_query(simple)
         raw_dense = self._dense(qvec, n, allowed)
         dense = self._dehub(english, raw_dense) if mode != "lexical" else {}
         lexical = self._lexical(tokens, n, allowed) if mode != "dense" else {}
@@ -267,8 +269,8 @@ class Searcher:
         signals: dict[str, float] = {}
         if self.second is not None and mode != "lexical":
             dense, translated, signals = self.second.apply(
-                to_simplified(query), english, mode, dense, lexical, allowed, n,
-                lambda rows: self._dehub(english, self._dense_exact(qvec, rows)))
+                simple, english, mode, dense, lexical, allowed, n,
+                lambda rows: self._dehub(english, self._dense_exact(qvec, rows)), begun)
         if mode == "dense":
             fused = dense
         elif mode == "lexical":
