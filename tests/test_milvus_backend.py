@@ -12,6 +12,7 @@ import numpy as np
 import pymilvus
 import pytest
 
+from qa.errors import IndexMismatch
 from qa.evaluation.congruence import compare_backends
 from qa.evaluation.retrieval import named_benchmark
 from qa.index.build import build_index
@@ -85,6 +86,13 @@ def test_milvus_lexical_scores_exactly_as_local_bm25(tmp_path, corpus_dir, fake_
     finally:
         lex.drop()
         lex.close()
+
+
+def test_a_generation_of_the_old_milvus_lexical_layout_asks_for_a_rebuild():
+    old = {"engine": "milvus-bm25", "uri": "unused.db", "collection": "c", "k1": 1.2,
+           "b": 0.75, "count": 1}
+    with pytest.raises(IndexMismatch, match="rebuild it with `qa index`"):
+        MilvusLexical.load(old)
 
 
 @pytest.mark.parametrize("name", ["corpus", "xquad"])
