@@ -168,10 +168,12 @@ def serve(host: Annotated[str | None, typer.Option(
 
 @app.command("milvus-server")
 def milvus_server(
-        data_dir: Annotated[str, typer.Option(help="Folder of the Milvus data (created if "
-                                                    "missing; one server per folder).")],
-        host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-        port: Annotated[int, typer.Option(help="Port to listen on (0: a free one).")] = 19530,
+        data_dir: Annotated[str, typer.Option(metavar="FOLDER", help="Folder of the Milvus "
+                                              "data (created if missing; one server per folder).")],
+        host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")]
+        = "127.0.0.1",
+        port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0: a free "
+                                          "one).")] = 19530,
 ) -> None:
     """Run milvus-lite as one Milvus server that `qa index` and several `qa serve` replicas
     share, on one machine (a Milvus server or cluster does this in production).
