@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 
 KEY = "replica-test-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
-START_S = 60.0  # bounded waits: a process start, a build of the small corpus
+START_S = 120.0  # bounded waits: a process start, a build of the small corpus, under load
 QUESTIONS = ["武汉产业发展", "中部地区崛起", "一主引领", "长江经济带 生态保护", "科技创新 人才",
              "光谷", "疫情防控", "What are the development goals of Wuhan?"]
 
