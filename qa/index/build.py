@@ -349,7 +349,7 @@ def _write_generation(tmp: Path, docs: list[Document], rows: list[tuple[int, Chu
         hub_meta = hub_meta_of(bank)
     write_store(tmp / "chunks.sqlite", docs, rows, extracted)
     bm25 = bm25 or BM25Index.build([toks for _, _, toks in rows])
-    lexical_meta = store.save_lexical(bm25, [toks for _, _, toks in rows], tmp, gen_name)
+    lexical_meta = store.save_lexical(bm25, tmp, gen_name)
     manifest = {
         "format": FORMAT,
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
