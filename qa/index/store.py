@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from qa.errors import IndexCorrupt, IndexNotReady, InvalidRequest
 from qa.ingest.readers.base import Extracted
@@ -235,32 +235,106 @@ class ChunkStore:
             conn.close()
 
 
-def write_store(path: Path, documents: Iterable[Document],
-                chunks: Iterable[tuple[int, Chunk, Sequence[str]]],
-                sources: Mapping[str, Extracted] | None = None) -> None:
-    """Write a new store file (the caller places it atomically). ``sources``: doc_id -> what
-    its reader returned; a document without one keeps its own text, for citations."""
-    documents = list(documents)
-    sources = sources or {}
-    conn = sqlite3.connect(path)
-    try:
-        conn.executescript(_SCHEMA)
-        conn.executemany(
+class StoreWriter:
+    """A new store file written as a build goes: documents and their sources first, then
+    chunks in row order, all in one transaction that ``close`` commits (the caller places the
+    file atomically). A streamed build hands over each document's chunks as it cuts them, so
+    it never holds the whole corpus's rows."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path)
+        try:
+            self._conn.executescript(_SCHEMA)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def add_documents(self, documents: Iterable[Document],
+                      sources: Mapping[str, Extracted] | None = None) -> None:
+        """``sources``: doc_id -> what its reader returned; a document without one keeps its
+        own text, for citations."""
+        documents = list(documents)
+        sources = sources or {}
+        self._conn.executemany(
             "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ((d.doc_id, d.path, d.title, d.date, d.source, d.doc_type, d.language, d.sha256,
               json.dumps(d.extra, ensure_ascii=False), len(d.text), d.media_type,
               json.dumps(list(d.pages)), json.dumps(list(d.warnings), ensure_ascii=False))
              for d in documents))
-        conn.executemany(
+        self._conn.executemany(
             "INSERT INTO sources VALUES (?,?,?,?)",
             ((d.doc_id, d.sha256, _reader_record(sources.get(d.doc_id) or _as_extracted(d)),
               d.text) for d in documents))
+
+    def add_chunks(self, chunks: Iterable[tuple[int, Chunk, Sequence[str]]]) -> None:
         # A generator, not a list: at a million chunks the list of row tuples alone was ~2 GB.
-        conn.executemany(
+        self._conn.executemany(
             "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ((row, c.chunk_id, c.doc_id, c.paragraph, c.window, c.char_start, c.char_end,
               c.text, c.clean_text, json.dumps(list(c.section), ensure_ascii=False), c.speaker,
               c.speaker_role, c.context, " ".join(toks), c.page) for row, c, toks in chunks))
-        conn.commit()
-    finally:
-        conn.close()
+
+    def close(self, commit: bool = True) -> None:
+        try:
+            if commit:
+                self._conn.commit()
+        finally:
+            self._conn.close()
+
+
+def write_store(path: Path, documents: Iterable[Document],
+                chunks: Iterable[tuple[int, Chunk, Sequence[str]]],
+                sources: Mapping[str, Extracted] | None = None) -> None:
+    """Write a new store file at once (the caller places it atomically); see StoreWriter."""
+    writer = StoreWriter(path)
+    try:
+        writer.add_documents(documents, sources)
+        writer.add_chunks(chunks)
+    except BaseException:
+        writer.close(commit=False)
+        raise
+    writer.close()
+
+
+class StoredTokens(Sequence[list[str]]):
+    """The lexical tokens of a written store's chunks, row by row, read from SQLite a slice at
+    a time: what a lexical engine that takes every passage's tokens (Milvus) reads, without
+    the build keeping them all in memory."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        conn = sqlite3.connect(path)
+        try:
+            self._n = int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+        finally:
+            conn.close()
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _rows(self, lo: int, hi: int) -> list[list[str]]:
+        conn = sqlite3.connect(self._path)
+        try:
+            got = conn.execute("SELECT tokens FROM chunks WHERE row >= ? AND row < ? "
+                               "ORDER BY row", (lo, hi)).fetchall()
+        finally:
+            conn.close()
+        return [t.split(" ") if t else [] for (t,) in got]
+
+    @overload
+    def __getitem__(self, i: int) -> list[str]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> list[list[str]]: ...
+
+    def __getitem__(self, i: int | slice) -> list[str] | list[list[str]]:
+        if isinstance(i, slice):
+            lo, hi, step = i.indices(self._n)
+            if step != 1:
+                raise ValueError("StoredTokens slices are contiguous")
+            return self._rows(lo, hi)
+        if i < 0:
+            i += self._n
+        if not 0 <= i < self._n:
+            raise IndexError(i)
+        return self._rows(i, i + 1)[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,7 +48,7 @@ class VectorStore:
         return load_vector_index(self._file(folder, kind, engine), meta,
                                  milvus_token=self.token, milvus_uri=self.uri)
 
-    def save_lexical(self, bm25: Any, docs: list[list[str]], folder: Path,
+    def save_lexical(self, bm25: Any, docs: Sequence[Sequence[str]], folder: Path,
                      gen_name: str) -> dict[str, Any]:
         """Write the lexical index where the vectors go: BM25 files in the generation, or
         (Milvus) a full-text collection; returns its manifest entry."""
