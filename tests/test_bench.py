@@ -115,6 +115,23 @@ def test_only_some_sections_run_and_render(tmp_path: Path) -> None:
     assert "### Retrieval quality" not in text and "### Queries over HTTP" not in text
     assert "### Large indexes" not in text
 
+    # Written into a document whose block came from a full run: only the sections that ran
+    # are replaced, each under a line naming its run; the rest stays.
+    doc = tmp_path / "PERFORMANCE.md"
+    old = ("Run of 2026-11-23 03:52 UTC: `qa bench`\n\n### Encoder alone: old\n\n| old enc |\n\n"
+           "### Indexing pipeline: old\n\n| old pipe |\n\n### Retrieval quality: old\n\n"
+           "| old quality |\n")
+    doc.write_text(f"# P\n\nnotes\n\n{bench_report.BEGIN}\n{old}{bench_report.END}\nafter\n",
+                   encoding="utf-8")
+    bench_report.write(doc, results, "qa bench --only pipeline")
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# P\n\nnotes\n") and text.endswith(f"{bench_report.END}\nafter\n")
+    assert "Run of 2026-11-23 03:52 UTC: `qa bench`" in text and "| old quality |" in text
+    assert "| old pipe |" not in text and "| old enc |" not in text
+    assert text.count("*This section: `qa bench --only pipeline`") == 2
+    assert text.index("### Encoder alone") < text.index("### Indexing pipeline") \
+        < text.index("### Retrieval quality")
+
 
 def test_an_unknown_pipeline_option_is_refused() -> None:
     import pytest

@@ -176,11 +176,64 @@ def _compact(scale: dict[str, Any]) -> str:
     return text if len(text) < 3000 else text[:3000] + " ..."
 
 
+# The heading each section's tables start with, in the order of the report.
+HEADINGS = {"encoder": "### Encoder alone", "pipeline": "### Indexing pipeline",
+            "build": "### Synthetic build at scale", "quality": "### Retrieval quality",
+            "batches": "### Query encoding by batch size", "http": "### Queries over HTTP",
+            "scale": "### Large indexes"}
+
+
+def _parts(body: str) -> tuple[str, list[str]]:
+    """A rendered block split into its preamble and its ``### `` sections."""
+    lines = body.strip("\n").split("\n")
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("### ")]
+    if not starts:
+        return body.strip("\n"), []
+    head = "\n".join(lines[:starts[0]]).strip("\n")
+    bounds = [*starts, len(lines)]
+    return head, ["\n".join(lines[a:b]).strip("\n") for a, b in zip(bounds, bounds[1:],
+                                                                     strict=False)]
+
+
+def _section_of(part: str) -> str | None:
+    return next((name for name, h in HEADINGS.items() if part.startswith(h)), None)
+
+
+def merge(old_body: str, results: dict[str, Any], command: str) -> str:
+    """The generated block after a run of some sections only (``qa bench --only``): the
+    sections that ran replace theirs, each under a line naming its own run; the others stay
+    as the earlier run left them."""
+    m = results["machine"]
+    ran = set(results.get("sections") or HEADINGS)
+    note = (f"*This section: `{command}`, {time.strftime('%Y-%m-%d %H:%M %Z')}, {m['cpus']} "
+            f"CPUs, 1-minute load average {_f(m['load_avg_1m_start'], 1)} at the start and "
+            f"{_f(m.get('load_avg_1m_end'), 1)} at the end.*")
+    _, new_parts = _parts(render(results, command))
+    fresh = {}
+    for part in new_parts:
+        name = _section_of(part)
+        if name in ran:
+            heading, _, rest = part.partition("\n")
+            fresh[name] = f"{heading}\n\n{note}\n{rest}"
+    head, old_parts = _parts(old_body)
+    kept = {_section_of(p): p for p in old_parts if _section_of(p) not in fresh}
+    merged = {**kept, **fresh}
+    order = [n for n in HEADINGS if n in merged] + [n for n in merged if n not in HEADINGS]
+    return "\n\n".join([head, *(merged[n] for n in order)]) + "\n"
+
+
 def write(path: Path, results: dict[str, Any], command: str) -> None:
-    """Replace the generated block of ``path`` (or create the file around it)."""
-    block = f"{BEGIN}\n{render(results, command)}{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
+    """Replace the generated block of ``path`` (or create the file around it). After a run of
+    some sections only, only those sections of the block are replaced (:func:`merge`)."""
+    partial = set(results.get("sections") or HEADINGS) != set(HEADINGS)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if partial and BEGIN in text and END in text:
+        old = text.split(BEGIN, 1)[1].split(END, 1)[0]
+        body = merge(old, results, command)
+    else:
+        body = render(results, command)
+    block = f"{BEGIN}\n{body}{END}"
+    if text:
         if BEGIN in text and END in text:
             head, rest = text.split(BEGIN, 1)
             text = head + block + rest.split(END, 1)[1]
