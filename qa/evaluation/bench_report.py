@@ -183,6 +183,9 @@ HEADINGS = {"encoder": "### Encoder alone", "pipeline": "### Indexing pipeline",
             "scale": "### Large indexes"}
 
 
+_OTHERS = "Sections without a line of their own below are from this run."
+
+
 def _parts(body: str) -> tuple[str, list[str]]:
     """A rendered block split into its preamble and its ``### `` sections."""
     lines = body.strip("\n").split("\n")
@@ -216,6 +219,8 @@ def merge(old_body: str, results: dict[str, Any], command: str) -> str:
             heading, _, rest = part.partition("\n")
             fresh[name] = f"{heading}\n\n{note}\n{rest}"
     head, old_parts = _parts(old_body)
+    if _OTHERS not in head:
+        head = f"{head}\n\n{_OTHERS}"
     kept = {_section_of(p): p for p in old_parts if _section_of(p) not in fresh}
     merged = {**kept, **fresh}
     order = [n for n in HEADINGS if n in merged] + [n for n in merged if n not in HEADINGS]
