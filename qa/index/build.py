@@ -275,20 +275,28 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                         sec_parts.append(part2)
                     rows = [(first + i, ch, tokenizer(ch.clean_text))
                             for i, ch in enumerate(chunks)]
+                    # One block of sentence rows per document (views per chunk): tens of
+                    # thousands of tiny arrays fragmented the heap, and their memory stayed
+                    # in the process after the final concatenation.
+                    counts = [max(1, len(sentence_texts(ch))) for ch in chunks] \
+                        if sentence_vectors else [0] * len(chunks)
+                    cuts = np.cumsum(counts)[:-1]
+                    sents_of = sents2_of = None
+                    if sentence_vectors:
+                        block = np.zeros((sum(counts), embedder.dim), dtype=np.float32)
+                        sent_parts.append(block)
+                        sent_counts.extend(counts)
+                        sents_of = np.split(block, cuts)
+                        if second is not None:
+                            block2 = np.zeros((sum(counts), dim2), dtype=np.float32)
+                            sec_sent_parts.append(block2)
+                            sents2_of = np.split(block2, cuts)
                     for i, ch in enumerate(chunks):
-                        sents = sents2 = None
-                        if sentence_vectors:
-                            n_sent = max(1, len(sentence_texts(ch)))
-                            sents = np.zeros((n_sent, embedder.dim), dtype=np.float32)
-                            sent_parts.append(sents)
-                            sent_counts.append(n_sent)
-                            if second is not None:
-                                sents2 = np.zeros((n_sent, dim2), dtype=np.float32)
-                                sec_sent_parts.append(sents2)
                         stream.add(ch, passage_text(ch, doc.title, embed_context),
-                                   stream.slots(part[i], sents,
+                                   stream.slots(part[i],
+                                                sents_of[i] if sents_of is not None else None,
                                                 part2[i] if part2 is not None else None,
-                                                sents2))
+                                                sents2_of[i] if sents2_of is not None else None))
                 writer.add_chunks(rows)
                 for _, ch, toks in rows:
                     lexicon.add(toks)
@@ -357,9 +365,10 @@ def _embed_window(embedder: Embedder, texts: Sequence[str], batch_size: int,
     """One window of the first encoder's texts, in this process or through the hook."""
     if embed_passages is not None:
         return embed_passages(texts, None)
-    # At least CALL texts per encoder call (sorted by length by ``embed``): the backends
-    # cut their own batches (ONNX by a token budget), and 32 texts per call left those
-    # half empty.
+    # At least CALL texts per encoder call (sorted by length by ``embed``); the ONNX
+    # backend cuts them into its own token-budget batches. Fewer, larger calls; the
+    # encoder's CPU time was the same as with 32 (scripts/profile_build.py --cpu: 49.3
+    # against 49.1 s in onnxruntime for 60 CMRC paragraphs).
     return embed(embedder, texts, "passage", batch_size=max(batch_size, CALL))
 
 
@@ -387,16 +396,18 @@ def _write_generation(tmp: Path, docs: list[Document], questions: np.ndarray,
     # Reporter questions in a transcript are context for the answer that follows, not
     # answers: search ranks them below answers (qa.retrieve.search.FusionParams.question_penalty).
     np.save(tmp / "question_rows.npy", questions)
-    index = store.create(embedder.dim, vectors, tmp, "vectors", gen_name, hnsw_threshold)
+    # An in-memory index holds a copy of its vectors: keep only its description.
+    vectors_meta = store.create(embedder.dim, vectors, tmp, "vectors", gen_name,
+                                hnsw_threshold).describe()
     clock.lap("vectors")
     sentence_meta = None
     if sentences is not None:
         sent_vecs, offsets = sentences
         np.save(tmp / "sentences.npy", sent_vecs)
         np.save(tmp / "sentence_offsets.npy", offsets)
-        sent_index = store.create(embedder.dim, sent_vecs, tmp, "sentences", gen_name,
-                                  hnsw_threshold)
-        sentence_meta = {**sent_index.describe(), "count": int(len(sent_vecs))}
+        sentence_meta = {**store.create(embedder.dim, sent_vecs, tmp, "sentences", gen_name,
+                                        hnsw_threshold).describe(),
+                         "count": int(len(sent_vecs))}
         clock.lap("sentences")
     hub_meta = None
     bank = reference_queries()
@@ -414,7 +425,7 @@ def _write_generation(tmp: Path, docs: list[Document], questions: np.ndarray,
         "model": {"id": embedder.model_id, "fingerprint": embedder.fingerprint,
                   "dim": embedder.dim, "max_tokens": embedder.max_tokens},
         "chunker": chunker,
-        "vectors": index.describe(),
+        "vectors": vectors_meta,
         "sentences": sentence_meta,
         "hubness": hub_meta,
         "second": second,

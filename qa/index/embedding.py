@@ -23,8 +23,8 @@ from qa.types import Chunk
 # Chunks per window: enough that length sorting finds neighbours, few enough that their
 # texts (about 11 per CMRC paragraph with sentence vectors) are nothing to hold.
 WINDOW = 1024
-# Texts per encoder call. The ONNX backend cuts each call into its own batches by a token
-# budget (up to 64 short rows); 32 texts per call left those half empty.
+# Texts per first-encoder call (qa.index.build._embed_window); the ONNX backend cuts each
+# call into its own batches by a token budget (up to 64 short rows).
 CALL = 256
 
 # Texts in, (n, dim) float32 unit rows out, in order (qa.index.build.EmbedFn).

@@ -80,9 +80,9 @@ def write_second(tmp: Path, second: Embedder, vectors: np.ndarray, sents: np.nda
     ``embedded`` is how many texts the second encoder embedded."""
     n = len(vectors)
     np.save(tmp / "use_vectors.npy", vectors)
-    index = VectorStore().create(second.dim, vectors, tmp, "use_vectors", gen_name,
-                                 hnsw_threshold)
-    entry: dict[str, Any] = {**(describe(second) or {}), "vectors": index.describe(),
+    vectors_meta = VectorStore().create(second.dim, vectors, tmp, "use_vectors", gen_name,
+                                        hnsw_threshold).describe()
+    entry: dict[str, Any] = {**(describe(second) or {}), "vectors": vectors_meta,
                              "embedded": embedded, "sentences": offsets is not None}
     if offsets is not None and sents is not None:
         np.save(tmp / "use_sentences.npy", sents)
