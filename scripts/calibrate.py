@@ -5,6 +5,10 @@ collects the confidence features of each question, and fits one logistic regress
 English queries and one for Chinese ones. Prints the parameters to paste into FusionParams
 and the flag rates they give.
 
+Chinese questions (zh and zh-Hant, ``conf_zh``) are fitted on half A of the own questions
+and their flag rates reported on half B (qa.evaluation.calibration.halves: the split
+tests/test_quality.py checks on), the reverse split printed as a second estimate.
+
 With the second encoder (the default, QA_SECOND_ENCODER=use-multilingual), English questions
 get their own model over what it adds (qa.retrieve.fusion.SecondParams.confidence_en): fitted
 on one half of the English questions, and its flag rates reported on the other half only
@@ -27,74 +31,89 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
-from qa.evaluation.retrieval import load_corpus_questions  # noqa: E402
+from qa.evaluation.calibration import halves, language_group  # noqa: E402
+from qa.evaluation.retrieval import Gold, Question, load_corpus_questions  # noqa: E402
 from qa.index.build import build_index  # noqa: E402
 from qa.index.load import open_index  # noqa: E402
-from qa.ingest.tokenize import script_of  # noqa: E402
 from qa.retrieve.search import Searcher  # noqa: E402
 from qa.service.wiring import make_embedder  # noqa: E402
 
+_ANY_GOLD = Gold("", 0, 0)  # only "answerable or not" matters to the split
+
 
 def main() -> None:
-    from sklearn.linear_model import LogisticRegression
-
     embedder = make_embedder(Settings(allow_download=False))
     bench = load_corpus_questions(ROOT / "corpus", ROOT / "tests/data/corpus_questions.jsonl",
                                   ROOT / "tests/data/unanswerable.jsonl")
+    questions = [q for sl in bench.slices for q in sl.questions]
+    half_a, half_b = halves(questions)
     with tempfile.TemporaryDirectory() as tmp:
         build_index(bench.corpus_dir, Path(tmp) / "index", embedder)
         searcher = Searcher(open_index(Path(tmp) / "index", embedder), embedder)
         rows: dict[str, list] = {"en": [], "zh": []}
         second: list[tuple[str, list[float], int]] = []
-        for sl in bench.slices:
-            for q in sl.questions:
-                res = searcher.search(q.text, top_k=10)
-                d = res.diagnostics
-                group = "en" if script_of(q.text) == "en" else "zh"
-                rows[group].append(([d["best_dense"], d["coverage"], d["gap"]],
-                                    int(q.gold is not None)))
-                if group == "en" and "second_best" in d:
-                    second.append((q.qid, [d["best_dense"], d["second_best"],
-                                           d["translated_share"]], int(q.gold is not None)))
+        for q in questions:
+            d = searcher.search(q.text, top_k=10).diagnostics
+            group = language_group(q.text)
+            rows[group].append((q.qid, [d["best_dense"], d["coverage"], d["gap"]],
+                                int(q.gold is not None)))
+            if group == "en" and "second_best" in d:
+                second.append((q.qid, [d["best_dense"], d["second_best"],
+                                       d["translated_share"]], int(q.gold is not None)))
+        searcher.index.close()
     out = {}
     if second:
         out["en+second"] = fit_second(second)
-    for group, data in rows.items():
-        x = np.array([f for f, _ in data])
-        y = np.array([label for _, label in data])
-        if group == "en":
-            # No feature separates answerable from unanswerable English questions here (their
-            # best dense scores overlap almost entirely, docs/EVAL.md), and a balanced fit
-            # flags a third of the answerable ones. So English gets the dense score alone,
-            # with the threshold at the 5th percentile of answerable questions: few false
-            # alarms, and only the clearly unrelated questions flagged.
-            threshold = float(np.percentile(x[y == 1, 0], 5))
-            scale = 100.0
-            params = (round(-scale * threshold, 3), scale, 0.0, 0.0)
-        else:
-            model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(x, y)
-            params = (round(float(model.intercept_[0]), 3),
-                      *(round(float(c), 3) for c in model.coef_[0]))
-        z = params[0] + x @ np.array(params[1:])
-        flagged = z < 0
-        out[group] = {
-            "params": params,
-            "answerable_wrongly_flagged": round(float(flagged[y == 1].mean()), 3),
-            "unanswerable_flagged": round(float(flagged[y == 0].mean()), 3),
-            "n_answerable": int((y == 1).sum()), "n_unanswerable": int((y == 0).sum()),
-        }
+    out["zh"] = fit_chinese(rows["zh"], half_a, half_b)
+    out["en"] = fit_english_e5_only(rows["en"])
     print(json.dumps(out, indent=1))
 
 
+def fit_chinese(data: list[tuple[str, list[float], int]], half_a: frozenset[str],
+                half_b: frozenset[str]) -> dict:
+    """Chinese questions (zh and zh-Hant): balanced logistic regression over (best dense
+    score, vocabulary coverage, dense gap), fitted on half A, reported on half B."""
+    from sklearn.linear_model import LogisticRegression
+
+    x = np.array([f for _, f, _ in data])
+    y = np.array([label for _, _, label in data])
+    a = np.array([qid in half_a for qid, _, _ in data])
+    b = np.array([qid in half_b for qid, _, _ in data])
+    def fit(rows: np.ndarray) -> tuple[float, ...]:
+        model = LogisticRegression(C=10.0, class_weight="balanced", max_iter=1000).fit(
+            x[rows], y[rows])
+        return (round(float(model.intercept_[0]), 3),
+                *(round(float(c), 3) for c in model.coef_[0]))
+
+    params, reverse = fit(a), fit(b)
+    return {"params (fitted on half A)": params, "held_out_half_B": _rates(params, x[b], y[b]),
+            "fitting_half_A": _rates(params, x[a], y[a]),
+            "reverse: fitted on B, held-out A": {"params": reverse,
+                                                   **_rates(reverse, x[a], y[a])}}
+
+
+def fit_english_e5_only(data: list[tuple[str, list[float], int]]) -> dict:
+    """English with e5 alone (QA_SECOND_ENCODER=none, not the default). No feature separates
+    answerable from unanswerable English questions there (their best dense scores overlap
+    almost entirely, docs/EVAL.md), and a balanced fit flags a third of the answerable ones.
+    So the dense score alone, with the threshold at the 5th percentile of answerable
+    questions: few false alarms, only the clearly unrelated questions flagged. One
+    percentile of one feature, set on all the English questions."""
+    x = np.array([f for _, f, _ in data])
+    y = np.array([label for _, _, label in data])
+    threshold = float(np.percentile(x[y == 1, 0], 5))
+    scale = 100.0
+    params = (round(-scale * threshold, 3), scale, 0.0, 0.0)
+    return {"params": params, **_rates(params, x, y)}
+
+
 def _halves(data: list[tuple[str, list[float], int]]) -> tuple[list[int], list[int]]:
-    """Two halves alternating by id within each label: balanced, and fixed in advance."""
-    a: list[int] = []
-    b: list[int] = []
-    for label in (0, 1):
-        idx = sorted((i for i, (_, _, y) in enumerate(data) if y == label),
-                     key=lambda i: data[i][0])
-        a += idx[0::2]
-        b += idx[1::2]
+    """Row positions of half A and half B (qa.evaluation.calibration: the split the tests
+    and docs/EVAL.md report on)."""
+    a_ids, _ = halves([Question(qid, "question", None if y == 0 else _ANY_GOLD)
+                       for qid, _, y in data])
+    a = [i for i, (qid, _, _) in enumerate(data) if qid in a_ids]
+    b = [i for i, (qid, _, _) in enumerate(data) if qid not in a_ids]
     return a, b
 
 
@@ -103,10 +122,20 @@ def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
     half's answerable questions fall below the threshold (few false alarms first)."""
     from sklearn.linear_model import LogisticRegression
 
-    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(x, y)
-    w = model.coef_[0]
-    z = model.intercept_[0] + x @ w
-    bias = float(model.intercept_[0]) - min(0.0, float(np.percentile(z[y == 1], 5)))
+    # Standardised features: the best e5 score varies over 0.08 and the word share over 1,
+    # and an L2 penalty on raw features would silence the first one.
+    mu, sd = x.mean(axis=0), x.std(axis=0) + 1e-9
+    model = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000).fit(
+        (x - mu) / sd, y)
+    w = model.coef_[0] / sd
+    intercept = float(model.intercept_[0] - (model.coef_[0] * mu / sd).sum())
+    # At most 5% flagged means at most floor(0.05 n) of the n answerable questions below
+    # zero: the threshold goes halfway between that many and the next (a percentile would
+    # interpolate past it: 2 of 21 flagged).
+    zy = np.sort(intercept + x[y == 1] @ w)
+    k = int(0.05 * len(zy))
+    cut = 0.5 * (zy[k - 1] + zy[k]) if k else zy[0] - 1e-3
+    bias = intercept - min(0.0, float(cut))
     return (round(bias, 3), *(round(float(c), 3) for c in w))
 
 

@@ -49,6 +49,7 @@ def main() -> None:
             for sl, v in slices.items():
                 print(json.dumps({"bench": name, "mode": mode, "slice": sl,
                                   "questions": v["questions"], "same_top5": v["same_top_k"],
+                                  "max_score_diff": v["max_score_diff"],
                                   "local": {k: round(v["a"][k], 4) for k in ("R@1", "R@5", "p50_ms")},
                                   "milvus": {k: round(v["b"][k], 4) for k in ("R@1", "R@5", "p50_ms")}},
                                  ensure_ascii=False), flush=True)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import socket
+import threading
+from collections.abc import Iterator
+
+import uvicorn
 
 from qa.retrieve.search import Searcher
 
@@ -30,3 +36,37 @@ def force_answerable(searcher: Searcher, value: bool = True) -> Searcher:
 
     searcher.search = forced  # type: ignore[method-assign]
     return searcher
+
+
+class ReadyServer(uvicorn.Server):
+    """uvicorn's server with an event set once start-up is over (listening, or given up),
+    so a test waits for it instead of polling ``started``."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets=sockets)
+        finally:
+            self.ready.set()
+
+
+@contextlib.contextmanager
+def serve_in_thread(config: uvicorn.Config,
+                    sockets: list[socket.socket] | None = None) -> Iterator[str]:
+    """The app of ``config`` under a real uvicorn in a thread; yields its base URL once it
+    listens, and stops (and joins) it on exit."""
+    server = ReadyServer(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": sockets}, daemon=True)
+    thread.start()
+    try:
+        # 120 s only bounds a server that hangs while loading; a failed start sets the
+        # event at once and fails here with the reason in the log.
+        assert server.ready.wait(120) and server.started, "uvicorn did not start"
+        host, port = server.servers[0].sockets[0].getsockname()[:2]
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(30)

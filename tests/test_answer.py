@@ -247,14 +247,14 @@ def test_stream_errors_before_streaming_are_plain_json(client: TestClient) -> No
 
 @pytest.mark.model
 @pytest.mark.parametrize("question, evidence", [
-    # "How will Wuhan tackle the 'post-epidemic syndrome' and long-standing grievances?" used
-    # to stand here; the two-encoder English no-answer model flags it (confidence 0.46), one
-    # of its known false alarms (docs/EVAL.md, "No-answer signal for English"), and /answer
-    # then quotes nothing by design. Sentence choice is tested on an answered question.
+    # Answered since the English confidence is fitted on standardised features (the first
+    # two-encoder fit flagged it at 0.46; docs/EVAL.md, "No-answer signal for English").
+    ("How will Wuhan tackle the 'post-epidemic syndrome' and long-standing grievances?",
+     "切实化解“疫后综合症”"),
     ("How many academicians does Wuhan have?", "71名院士"),
     ("在科技创新方面,湖北省委明确支持武汉争创哪两个国家级中心?",
      "省委明确支持武汉创建国家科技创新中心"),
-], ids=["en", "zh"])
+], ids=["en", "en-short", "zh"])
 def test_real_model_quotes_the_right_sentence(real_index_dir, real_embedder, question,
                                               evidence) -> None:
     settings = Settings(corpus_dir=CORPUS, index_dir=real_index_dir, allow_download=False)

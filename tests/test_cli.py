@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -15,6 +14,8 @@ import uvicorn
 from qa.api import create_app
 from qa.cli import main
 from qa.index.build import build_index
+
+from .helpers import serve_in_thread
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -69,28 +70,18 @@ def test_ask_locally_with_the_answer(settings, fake_embedder, monkeypatch, capsy
 def test_ask_a_running_service(settings, fake_embedder, monkeypatch, capsys):
     build_index(settings.corpus_dir, settings.index_dir, fake_embedder)
     app = create_app(settings, embedder=fake_embedder, background=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-            time.sleep(0.02)
-        port = server.servers[0].sockets[0].getsockname()[1]
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error")
+    with serve_in_thread(config) as url:
         # No index or model settings here: everything comes from the service.
         monkeypatch.setenv("QA_INDEX_DIR", "/nonexistent")
         with pytest.raises(SystemExit) as done:
-            main(["ask", "院士 高校", "--server", f"http://127.0.0.1:{port}", "--json"])
+            main(["ask", "院士 高校", "--server", url, "--json"])
         assert done.value.code == 0
         payload = json.loads(capsys.readouterr().out)
         assert payload["results"][0]["doc_id"]
         with pytest.raises(SystemExit) as done:
-            main(["ask", "院士 高校", "--server", f"http://127.0.0.1:{port}", "--doc", "nope"])
+            main(["ask", "院士 高校", "--server", url, "--doc", "nope"])
         assert done.value.code == 1 and "nope" in capsys.readouterr().err
-    finally:
-        server.should_exit = True
-        thread.join(10)
 
 
 def test_an_unreachable_service_is_one_clear_line(capsys):

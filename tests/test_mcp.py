@@ -7,13 +7,10 @@ and the offsets, not ranking quality.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import socket
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
@@ -27,6 +24,8 @@ from mcp.client.streamable_http import streamable_http_client
 from qa.api import create_app
 from qa.config import Settings
 from qa.index.build import build_index
+
+from .helpers import serve_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT / "corpus"
@@ -148,12 +147,6 @@ def test_stdio_transport(index_dir: Path, tmp_path: Path) -> None:
     anyio.run(main)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def http_server(index_dir: Path, fake_embedder) -> Iterator[str]:
     """The whole app under a real uvicorn, as `qa serve` runs it."""
@@ -163,22 +156,9 @@ def http_server(index_dir: Path, fake_embedder) -> Iterator[str]:
         yield url
 
 
-@contextmanager
-def _serve(app) -> Iterator[str]:
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+def _serve(app) -> contextlib.AbstractContextManager[str]:
+    return serve_in_thread(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
+                                          lifespan="on"))
 
 
 def test_streamable_http_transport(http_server: str) -> None:

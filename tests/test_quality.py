@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from qa.evaluation.calibration import flag_rates, halves, language_group
 from qa.evaluation.retrieval import evaluate, load_corpus_questions, load_squad
 
 from .conftest import CORPUS, ROOT, SHARED_DATA
@@ -16,11 +17,13 @@ pytestmark = [pytest.mark.model, pytest.mark.slow]
 CORPUS_FLOORS = {
     ("corpus-zh", "R@1"): 0.92, ("corpus-zh", "R@5"): 0.98,
     ("corpus-zh-Hant", "R@5"): 0.95,
-    ("corpus-en", "R@5"): 0.80, ("corpus-en", "R@10"): 0.85,
+    # With the second encoder (the default): 0.756 / 0.951 / 0.951, two questions of slack.
+    ("corpus-en", "R@1"): 0.70, ("corpus-en", "R@5"): 0.90, ("corpus-en", "R@10"): 0.90,
 }
 XQUAD_FLOORS = {
     ("xquad-zh->zh", "R@1"): 0.93, ("xquad-zh->zh", "R@5"): 0.98,
-    ("xquad-en->zh", "R@1"): 0.74, ("xquad-en->zh", "R@5"): 0.92,
+    # The first 150 questions, both encoders: 0.873 / 0.987.
+    ("xquad-en->zh", "R@1"): 0.84, ("xquad-en->zh", "R@5"): 0.96,
 }
 
 
@@ -38,10 +41,21 @@ def test_own_corpus_quality_and_no_answer_signal(real_embedder):
                                   ROOT / "tests/data/unanswerable.jsonl")
     result = evaluate(bench, real_embedder, modes=["auto"])
     _check(result, CORPUS_FLOORS)
-    slices = result["slices"]
-    # Chinese unanswerable questions are flagged, answerable ones rarely are.
-    assert slices["corpus-zh"]["modes"]["auto"]["flagged_unanswerable"] <= 0.10
-    assert slices["corpus-unanswerable"]["modes"]["auto"]["flagged_unanswerable"] >= 0.5
+    # The no-answer signal, judged only on the held-out half B of each language: the
+    # confidence models were fitted on half A (scripts/calibrate.py).
+    _, half_b = halves([q for sl in bench.slices for q in sl.questions])
+    outcome: dict[str, list[tuple[bool, bool]]] = {"en": [], "zh": []}
+    for sl in bench.slices:
+        answered = result["slices"][sl.name]["modes"]["auto"]["answerable"]
+        for q, ok in zip(sl.questions, answered, strict=True):
+            if q.qid in half_b:
+                outcome[language_group(q.text)].append((q.gold is not None, not ok))
+    zh, en = flag_rates(outcome["zh"]), flag_rates(outcome["en"])
+    assert zh["n_answerable"] >= 30 and zh["n_unanswerable"] >= 8, zh
+    assert en["n_answerable"] >= 20 and en["n_unanswerable"] >= 8, en
+    # docs/EVAL.md: Chinese 1.000 / 0.029, English 0.750 / 0.000 on half B.
+    assert zh["unanswerable_flagged"] >= 0.85 and zh["answerable_wrongly_flagged"] <= 0.06, zh
+    assert en["unanswerable_flagged"] >= 0.60 and en["answerable_wrongly_flagged"] <= 0.10, en
 
 
 def test_xquad_slice(real_embedder):

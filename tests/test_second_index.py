@@ -133,3 +133,35 @@ def test_chinese_questions_are_unchanged_by_default(built):
     a, b = with_second.search(q, 10), without.search(q, 10)
     assert [h.chunk.chunk_id for h in a.hits] == [h.chunk.chunk_id for h in b.hits]
     assert a.confidence == pytest.approx(b.confidence)
+
+
+class _Counting(HashingEmbedder):
+    def __init__(self) -> None:
+        super().__init__(dim=64)
+        self.calls: list[list[str]] = []
+
+    def embed_batch(self, texts, kind):
+        self.calls.append(list(texts))
+        return super().embed_batch(texts, kind)
+
+
+def test_an_english_question_and_its_words_take_one_second_encoder_call(built, monkeypatch):
+    index_dir, _ = built
+    second = _Counting()
+    pair = WithSecond(FIRST, second)
+    searcher = Searcher(open_index(index_dir, pair), pair)
+    q = "Which pollutants will Wuhan control together?"
+    overlapped = searcher.search(q, 10)
+    assert len(second.calls) == 1 and second.calls[0][0] == q and len(second.calls[0]) > 1
+    searcher.search(q, 10)
+    assert len(second.calls) == 1  # cached
+    # Run in the request's own thread instead of beside the first encoder: the same result.
+    from qa.retrieve.second import SecondView
+
+    monkeypatch.setattr(SecondView, "begin", lambda self, *a: None)
+    fresh = Searcher(open_index(index_dir, pair), pair)
+    inline = fresh.search(q, 10)
+    assert len(second.calls) == 2
+    assert [h.chunk.chunk_id for h in inline.hits] == [h.chunk.chunk_id for h in overlapped.hits]
+    assert inline.confidence == pytest.approx(overlapped.confidence)
+    assert fresh.search("武汉城市圈大气污染联防联控", 5).hits and len(second.calls) == 2

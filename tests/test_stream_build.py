@@ -1,10 +1,9 @@
 """The streamed build: a small encoder window builds the same generation as a large one, the
 encoders never see more than a window at a time, and the lexical pieces it streams into
-(BM25 postings, the chunk store's tokens) read back exactly."""
+(BM25 postings) score exactly."""
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
@@ -17,7 +16,6 @@ from qa.encoders.ensemble import WithSecond
 from qa.index.build import build_index
 from qa.index.lexical import BM25Builder
 from qa.index.manifest import current_generation
-from qa.index.store import StoredTokens
 
 FILES = ["vectors.npy", "question_rows.npy", "hub_en.npy", "sentences.npy",
          "sentence_offsets.npy", "use_vectors.npy", "use_sentences.npy", "use_hub.npy",
@@ -113,17 +111,3 @@ def test_bm25_builder_scores_follow_the_formula():
     scores = bm25.scores(["科技"])
     assert scores[0] == pytest.approx(want, rel=1e-5) and scores[1] == scores[2] == 0
     assert bm25.top(["武汉"], 5)[0].tolist() == [1, 0]  # the shorter passage first
-
-
-def test_stored_tokens_read_back_the_stores_rows(tmp_path, corpus_dir):
-    report = build_index(corpus_dir, tmp_path / "index", HashingEmbedder())
-    gen = current_generation(tmp_path / "index")
-    tokens = StoredTokens(gen / "chunks.sqlite")
-    want = [r[13].split(" ") if r[13] else [] for r in _rows(gen)]
-    assert len(tokens) == report.chunks == len(want)
-    assert tokens[0:len(tokens)] == want and tokens[-1] == want[-1] and tokens[2:5] == want[2:5]
-    with pytest.raises(IndexError):
-        tokens[len(want)]
-    # The lexical index built from them is the one the build saved.
-    vocab = json.loads((gen / "bm25_vocab.json").read_text("utf-8"))["terms"]
-    assert set(vocab) == {t for toks in want for t in toks}

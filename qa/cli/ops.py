@@ -167,6 +167,32 @@ def serve(host: Annotated[str | None, typer.Option(
     uvicorn.Server(server_config(create_app(settings), settings)).run()
 
 
+@app.command("milvus-server")
+def milvus_server(
+        data_dir: Annotated[str, typer.Option(metavar="FOLDER", help="Folder of the Milvus "
+                                              "data (created if missing; one server per folder).")],
+        host: Annotated[str, typer.Option(metavar="ADDRESS", help="Address to listen on.")]
+        = "127.0.0.1",
+        port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on (0: a free "
+                                          "one).")] = 19530,
+) -> None:
+    """Run milvus-lite as one Milvus server that `qa index` and several `qa serve` replicas
+    share, on one machine (a Milvus server or cluster does this in production).
+
+    Example: qa milvus-server --data-dir milvus-data --port 19530, then
+    QA_VECTOR_BACKEND=milvus QA_MILVUS_URI=http://127.0.0.1:19530 qa serve --port 8000
+    """
+    from pathlib import Path
+
+    from qa.index.vectors.milvus import serve_lite
+
+    def ready(bound: int) -> None:
+        typer.echo(f"Milvus (milvus-lite) listening on http://{host}:{bound} "
+                   f"(data in {data_dir})", err=True)
+
+    serve_lite(Path(data_dir), host, port, on_ready=ready)
+
+
 @app.command("mcp")
 def mcp_stdio(corpus: CorpusOpt = None, index: IndexOpt = None, model: ModelOpt = None) -> None:
     """Serve the search tools over MCP on stdin/stdout, for chat applications.

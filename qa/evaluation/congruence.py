@@ -41,8 +41,8 @@ def compare_backends(bench: Benchmark, embedder: Embedder, a: VectorStore, b: Ve
                      top_k: int = 5, modes: Sequence[str] = ("auto",), batch_size: int = 32,
                      keep: int = 30) -> dict[str, Any]:
     """Index ``bench`` into backend ``a`` and ``b``; per mode and slice, the share of questions with
-    the same top-k chunk ids, R@1 / R@5 of each, median search latency of each, and up to
-    ``keep`` differing questions."""
+    the same top-k chunk ids (and the largest score difference among those), R@1 / R@5 of
+    each, median search latency of each, and up to ``keep`` differing questions."""
     replay = _Replay(embedder, batch_size)
     with tempfile.TemporaryDirectory(prefix="qa-congruence-") as tmp:
         searchers = []
@@ -71,6 +71,7 @@ def _compare(searchers: list[Searcher], bench: Benchmark, mode: str, top_k: int,
         ranks: list[list[int | None]] = [[], []]
         took: list[list[float]] = [[], []]
         same = 0
+        gap = 0.0  # the largest score difference of a chunk both put in the same place
         diffs: list[Any] = []
         for q in qs:
             hits = []
@@ -82,12 +83,16 @@ def _compare(searchers: list[Searcher], bench: Benchmark, mode: str, top_k: int,
             ids = [[h.chunk.chunk_id for h in hs[:top_k]] for hs in hits]
             if ids[0] == ids[1]:
                 same += 1
+                gap = max([gap, *(abs(x.score - y.score)
+                                  for x, y in zip(hits[0][:top_k], hits[1][:top_k],
+                                                  strict=True))])
             elif len(diffs) < keep:
                 diffs.append({"qid": q.qid, "question": q.text, "a": ids[0], "b": ids[1],
                               "a_scores": [round(h.score, 5) for h in hits[0][:top_k]],
                               "b_scores": [round(h.score, 5) for h in hits[1][:top_k]]})
         result[sl.name] = {
             "questions": len(qs), "same_top_k": round(same / len(qs), 4),
+            "max_score_diff": float(f"{gap:.3g}"),
             "a": {**metrics(ranks[0]), "p50_ms": round(float(np.median(took[0])), 2)},
             "b": {**metrics(ranks[1]), "p50_ms": round(float(np.median(took[1])), 2)},
             "differences": diffs}

@@ -220,6 +220,7 @@ def _score(searcher: Searcher, bench: Benchmark, modes: Sequence[str],
             m["flagged_unanswerable"] = sum(1 for f in flags if not f) / max(1, len(flags))
             entry["modes"][mode] = {k: round(v, 4) for k, v in m.items()}
             entry["modes"][mode]["confidences"] = confs if mode == "auto" else None
+            entry["modes"][mode]["answerable"] = flags if mode == "auto" else None
             entry["modes"][mode]["ranks"] = ranks if mode == "auto" else None
         slices[sl.name] = entry
     return slices
@@ -273,6 +274,6 @@ def strip_details(result: dict[str, Any]) -> dict[str, Any]:
     for slices in [out["slices"], *out.get("variants", {}).values()]:
         for sl in slices.values():
             for m in sl["modes"].values():
-                m.pop("confidences", None)
-                m.pop("ranks", None)
+                for per_question in ("confidences", "answerable", "ranks"):
+                    m.pop(per_question, None)
     return out

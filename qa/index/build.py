@@ -56,7 +56,7 @@ from qa.index.second import (
     vocabulary_terms,
     write_second,
 )
-from qa.index.store import ChunkStore, StoredTokens, StoreWriter
+from qa.index.store import ChunkStore, StoreWriter
 from qa.index.vectors.store import VectorStore
 from qa.ingest.chunking import CHUNKER_VERSION, REPORTER, chunk
 from qa.ingest.corpus import Cache, load_corpus
@@ -416,8 +416,7 @@ def _write_generation(tmp: Path, docs: list[Document], questions: np.ndarray,
         np.save(tmp / "hub_en.npy", hub)
         hub_meta = hub_meta_of(bank)
     clock.lap("hubness")
-    # The tokens are read back from the store only by an engine that wants them (Milvus).
-    lexical_meta = store.save_lexical(bm25, StoredTokens(tmp / "chunks.sqlite"), tmp, gen_name)
+    lexical_meta = store.save_lexical(bm25, tmp, gen_name)
     clock.lap("store+bm25")
     manifest = {
         "format": FORMAT,

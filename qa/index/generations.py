@@ -57,7 +57,8 @@ def nothing_changed(prev: dict[str, Any], docs: list[Document], user_words: list
             or old[d.doc_id].get("meta_sha256") != doc_meta_sha256(d) for d in docs):
         return False
     lexical, vectors = prev.get("lexical", {}), prev.get("vectors") or {}
-    if lexical.get("user_words") != user_words or lexical.get("tokenizer") != tokenizer:
+    if (lexical.get("user_words") != user_words or lexical.get("tokenizer") != tokenizer
+            or lexical.get("engine", "bm25") != store.lexical_engine):
         return False
     if vectors.get("engine", "faiss") != store.backend or (
             store.backend == "faiss"

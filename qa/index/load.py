@@ -130,7 +130,7 @@ def _open(gen: Path, lock: SharedLock, embedder: Embedder | None, store_cfg: Vec
         tokenizer = Tokenizer(manifest["lexical"].get("user_words") or [])
     with reading(gen, _vector_file("vectors", manifest["vectors"])):
         vectors = store_cfg.open(gen, "vectors", manifest["vectors"])
-    local_lexical = manifest["lexical"].get("engine", "bm25") != "milvus-bm25"
+    local_lexical = not str(manifest["lexical"].get("engine", "bm25")).startswith("milvus")
     with reading(gen, "bm25.npz" if local_lexical else "the Milvus text collection"):
         lexical = store_cfg.open_lexical(gen, manifest["lexical"])
     with reading(gen, "chunks.sqlite"):

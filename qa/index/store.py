@@ -14,7 +14,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, overload
+from typing import Any
 
 from qa.errors import IndexCorrupt, IndexNotReady, InvalidRequest
 from qa.ingest.readers.base import Extracted
@@ -294,47 +294,3 @@ def write_store(path: Path, documents: Iterable[Document],
         writer.close(commit=False)
         raise
     writer.close()
-
-
-class StoredTokens(Sequence[list[str]]):
-    """The lexical tokens of a written store's chunks, row by row, read from SQLite a slice at
-    a time: what a lexical engine that takes every passage's tokens (Milvus) reads, without
-    the build keeping them all in memory."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        conn = sqlite3.connect(path)
-        try:
-            self._n = int(conn.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
-        finally:
-            conn.close()
-
-    def __len__(self) -> int:
-        return self._n
-
-    def _rows(self, lo: int, hi: int) -> list[list[str]]:
-        conn = sqlite3.connect(self._path)
-        try:
-            got = conn.execute("SELECT tokens FROM chunks WHERE row >= ? AND row < ? "
-                               "ORDER BY row", (lo, hi)).fetchall()
-        finally:
-            conn.close()
-        return [t.split(" ") if t else [] for (t,) in got]
-
-    @overload
-    def __getitem__(self, i: int) -> list[str]: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> list[list[str]]: ...
-
-    def __getitem__(self, i: int | slice) -> list[str] | list[list[str]]:
-        if isinstance(i, slice):
-            lo, hi, step = i.indices(self._n)
-            if step != 1:
-                raise ValueError("StoredTokens slices are contiguous")
-            return self._rows(lo, hi)
-        if i < 0:
-            i += self._n
-        if not 0 <= i < self._n:
-            raise IndexError(i)
-        return self._rows(i, i + 1)[0]

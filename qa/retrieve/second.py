@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -16,6 +17,11 @@ from qa.index.lexical import BM25Index
 from qa.index.second import SecondIndex
 from qa.retrieve.fusion import SecondParams, chunk_scores, fuse, top_rows
 from qa.retrieve.translate import english_terms, term_weights, weighted_bm25
+
+# Runs the second encoder beside the first: both spend their time in native code that
+# releases the GIL (ONNX Runtime, numpy's BLAS), so at concurrency 1 the question costs
+# about the longer of the two encoders instead of their sum. Threads start on first use.
+_BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qa-second-encoder")
 
 
 class _Cache:
@@ -41,12 +47,20 @@ class _Cache:
         if todo:
             vecs = compute([texts[i] for i in todo])
             out[todo] = vecs
-            with self._lock:
-                for i, v in zip(todo, vecs, strict=True):
-                    self._data[texts[i]] = v
-                while len(self._data) > self._size:
-                    self._data.popitem(last=False)
+            self.put(dict(zip((texts[i] for i in todo), vecs, strict=True)))
         return out
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        with self._lock:
+            return [t for t in dict.fromkeys(texts) if t not in self._data]
+
+    def put(self, vecs: dict[str, np.ndarray]) -> None:
+        with self._lock:
+            for t, v in vecs.items():
+                self._data[t] = v
+                self._data.move_to_end(t)
+            while len(self._data) > self._size:
+                self._data.popitem(last=False)
 
 
 class SecondView:
@@ -74,6 +88,30 @@ class SecondView:
     def active(self, english: bool) -> bool:
         return self.params.weight(english) > 0
 
+    def _translates(self, english: bool) -> bool:
+        return english and self.lexical is not None
+
+    def begin(self, query: str, english: bool, mode: str) -> Future[None] | None:
+        """Start embedding ``query`` (simplified) and its words in a helper thread, to
+        overlap the first encoder's embedding of it; :meth:`apply` waits for it."""
+        if mode == "lexical" or not self.active(english):
+            return None
+        terms = english_terms(query) if self._translates(english) else []
+        return _BESIDE.submit(self._prefetch, query, terms)
+
+    def _prefetch(self, query: str, terms: list[str]) -> None:
+        """The question and its uncached words in one encoder call: USE runs short texts
+        as one flat batch, so the words add little to the question (about 5 ms of CPU for
+        both against 3 for the question alone on a quiet core; scripts/second_encoder_cost.py
+        and docs/PERFORMANCE.md)."""
+        q = self._queries.missing([query])
+        t = self._terms.missing(terms)
+        if not q and not t:
+            return
+        vecs = self._encode([*q, *t])
+        self._queries.put(dict(zip(q, vecs[:len(q)], strict=True)))
+        self._terms.put(dict(zip(t, vecs[len(q):], strict=True)))
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         return self._queries.get_many(list(texts), self._encode, self.embedder.dim)
 
@@ -82,14 +120,19 @@ class SecondView:
 
     def apply(self, query: str, english: bool, mode: str, dense: dict[int, float],
               lexical: dict[int, float], allowed: list[int] | None, k: int,
-              exact: Callable[[list[int]], dict[int, float]]
+              exact: Callable[[list[int]], dict[int, float]],
+              begun: Future[None] | None = None
               ) -> tuple[dict[int, float], dict[int, float], dict[str, float]]:
         """What this encoder does to one search: (the fused dense scores, the translated
-        lexical leg for the auto mode, the confidence signals). ``query`` is simplified."""
+        lexical leg for the auto mode, the confidence signals). ``query`` is simplified;
+        ``begun`` is :meth:`begin`'s future for it, if the search started one."""
         if not self.active(english):
             return dense, {}, {}
-        translated, found = (self.translated(query, k, allowed)
-                             if english and self.lexical is not None else ({}, {}))
+        translate = self._translates(english)
+        if begun is not None:
+            begun.result()
+        self._prefetch(query, english_terms(query) if translate else [])
+        translated, found = self.translated(query, k, allowed) if translate else ({}, {})
         fused, signals = self.fuse(self.embed([query])[0], english, dense,
                                    [*lexical, *translated], allowed, 2 * k, exact)
         # The translated leg ranks in the auto mode only; its signals serve every mode.

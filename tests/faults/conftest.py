@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import shutil
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from qa.config import Settings
 from qa.encoders.base import HashingEmbedder
 from qa.index.build import build_index
 from tests.conftest import CORPUS
+from tests.helpers import serve_in_thread
 
 FAULTS = Path(__file__).resolve().parent
 QUERIES = ["光芯屏端网", "武汉有多少名院士", "How many academicians does Wuhan have?"]
@@ -83,23 +83,13 @@ def app_client(settings: Settings, embedder: HashingEmbedder,
 def live_server(app: Any, settings: Settings) -> Iterator[tuple[str, int]]:
     """``app`` under uvicorn as ``qa serve`` runs it, on a free loopback port, in a thread;
     stopped (and joined) on exit."""
-    import uvicorn
-
     from qa.api.server import server_config
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     host, port = sock.getsockname()
-    server = uvicorn.Server(server_config(app, settings, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
     try:
-        while not server.started:
-            if not thread.is_alive():
-                raise RuntimeError("uvicorn did not start")
-            thread.join(0.02)
-        yield host, port
+        with serve_in_thread(server_config(app, settings, log_level="warning"), [sock]):
+            yield host, port
     finally:
-        server.should_exit = True
-        thread.join(30)
         sock.close()

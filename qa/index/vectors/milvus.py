@@ -217,3 +217,53 @@ class MilvusIndex:
 
     def close(self) -> None:
         self._client.close()
+
+
+# pymilvus pings its server every 10 s, with or without calls in flight. grpc's default
+# server policy allows one ping per 5 min without data and answers the third early one with
+# GOAWAY "too_many_pings"; pymilvus's reconnect after that failed in a replica left idle for
+# a minute (docs/SCALING.md). A Milvus server accepts these pings; this server must too.
+_KEEPALIVE_OPTIONS = [("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                      ("grpc.http2.max_ping_strikes", 0),
+                      ("grpc.keepalive_permit_without_calls", 1)]
+_MAX_MESSAGE = 256 * 2**20  # as milvus-lite's own server and Milvus standalone
+
+
+def serve_lite(data_dir: Path, host: str = "127.0.0.1", port: int = 19530,
+               on_ready: Any = None, max_workers: int = 16) -> None:
+    """Run milvus-lite as one standalone gRPC server on ``host:port`` that several processes
+    share (``QA_MILVUS_URI=http://host:port``), until SIGTERM or SIGINT. milvus-lite's own
+    ``milvus-lite server`` does the same without the keepalive policy pymilvus needs.
+    ``on_ready(port)`` is called once it listens (the bound port: 0 picks a free one)."""
+    import signal
+    from concurrent import futures
+
+    _pymilvus()
+    try:
+        import grpc  # type: ignore[import-untyped]
+        from milvus_lite import MilvusLite  # type: ignore[import-untyped]
+        from milvus_lite.adapter.grpc.servicer import (  # type: ignore[import-untyped]
+            MilvusServicer,
+        )
+        from pymilvus.grpc_gen import milvus_pb2_grpc  # type: ignore[import-untyped]
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ModelUnavailable("a Milvus server here needs milvus-lite: run "
+                               "`pip install 'qa[milvus]'`") from exc
+    db = MilvusLite(str(data_dir))
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), options=[
+        ("grpc.max_receive_message_length", _MAX_MESSAGE),
+        ("grpc.max_send_message_length", _MAX_MESSAGE), *_KEEPALIVE_OPTIONS])
+    milvus_pb2_grpc.add_MilvusServiceServicer_to_server(MilvusServicer(db), server)
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+        if not bound:
+            raise IndexNotReady(f"cannot listen on {host}:{port}")
+        server.start()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: server.stop(grace=5))
+        if on_ready is not None:
+            on_ready(bound)
+        server.wait_for_termination()
+    finally:
+        server.stop(grace=0)
+        db.close()  # releases the data folder's lock

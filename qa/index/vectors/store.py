@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,23 +47,26 @@ class VectorStore:
         return load_vector_index(self._file(folder, kind, engine), meta,
                                  milvus_token=self.token, milvus_uri=self.uri)
 
-    def save_lexical(self, bm25: Any, docs: Sequence[Sequence[str]], folder: Path,
-                     gen_name: str) -> dict[str, Any]:
+    @property
+    def lexical_engine(self) -> str:
+        """The manifest's ``lexical.engine`` this store writes."""
+        return "milvus-sparse" if self.backend == "milvus" else "bm25"
+
+    def save_lexical(self, bm25: Any, folder: Path, gen_name: str) -> dict[str, Any]:
         """Write the lexical index where the vectors go: BM25 files in the generation, or
-        (Milvus) a full-text collection; returns its manifest entry."""
+        (Milvus) its weights as sparse vectors; returns its manifest entry."""
         if self.backend != "milvus":
             bm25.save(folder)
             return {"engine": "bm25", "k1": bm25.k1, "b": bm25.b}
         from qa.index.milvus_lexical import MilvusLexical
 
         lex = MilvusLexical.create(self.uri or "", collection_name(f"{self.collection}_text",
-                                                                   gen_name), self.token, docs,
-                                   bm25)
+                                                                   gen_name), self.token, bm25)
         lex.close()
         return lex.describe()
 
     def open_lexical(self, folder: Path, meta: dict[str, Any]) -> Any:
-        if meta.get("engine") == "milvus-bm25":
+        if str(meta.get("engine", "")).startswith("milvus"):
             from qa.index.milvus_lexical import MilvusLexical
 
             return MilvusLexical.load(meta, token=self.token, uri=self.uri)
@@ -86,13 +88,11 @@ class VectorStore:
                 except Exception:  # noqa: BLE001 - a leftover collection is not an error
                     pass
         lexical = manifest.get("lexical") or {}
-        if lexical.get("engine") == "milvus-bm25":
-            from qa.index.milvus_lexical import MilvusLexical
+        if str(lexical.get("engine", "")).startswith("milvus"):
+            from qa.index.milvus_lexical import drop_collections
 
             try:
-                lex = MilvusLexical.load(lexical, token=self.token)
-                lex.drop()
-                lex.close()
+                drop_collections(lexical, token=self.token)
             except Exception:  # noqa: BLE001 - a leftover collection is not an error
                 pass
 
