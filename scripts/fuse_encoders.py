@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 from qa.config import Settings  # noqa: E402
 from qa.encoders.base import embed  # noqa: E402
 from qa.evaluation.retrieval import named_benchmark  # noqa: E402
-from qa.index.build import _sentence_texts, build_index  # noqa: E402
+from qa.index.build import build_index  # noqa: E402
+from qa.index.embedding import sentence_texts as _sentence_texts  # noqa: E402
 from qa.index.hubness import hub_scores, reference_queries  # noqa: E402
 from qa.index.load import open_index  # noqa: E402
 from qa.ingest.tokenize import script_of, to_simplified  # noqa: E402

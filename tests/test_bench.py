@@ -37,10 +37,11 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     _squad(data / "xquad" / "xquad.zh.json", "zh")
     _squad(data / "xquad" / "xquad.en.json", "en")
     cfg = BenchConfig(data_dir=data, backends=["hashing"],
-                      pipeline_backends=["hashing", "hashing@64+paragraphs-only"],
+                      pipeline_backends=["hashing", "hashing@64+paragraphs-only+no-second"],
                       quality_backends=["hashing"], http_backends=["hashing"], blocks=2,
                       requests={1: 5, 8: 8, 32: 16}, level_seconds=20.0,
-                      in_process_queries=5, scale_n=None, baseline="hashing")
+                      in_process_queries=5, scale_n=None, build_paragraphs=40,
+                      baseline="hashing")
     settings = Settings(embedder="hashing", allow_download=False)
     results = run_bench(cfg, settings, lambda msg: None)
     json.loads(json.dumps(results))  # one JSON object, as `qa bench` prints it
@@ -54,8 +55,14 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     pipe = results["pipeline"]["hashing"]
     assert pipe["chunks"] >= 6 and pipe["sentence_texts"] > 0
     assert {"passages_per_s", "texts_per_s", "passages_per_s_vs_bare_encoder"} <= set(pipe)
-    only = results["pipeline"]["hashing@64+paragraphs-only"]
+    assert pipe["stages"]["embed"] >= 0 and "store+bm25" in pipe["stages"]
+    only = results["pipeline"]["hashing@64+paragraphs-only+no-second"]
     assert only["sentence_texts"] == 0 and only["chunks"] == pipe["chunks"]
+    scale = results["build_scale"]
+    assert set(scale) == {"10", "40"}
+    big = scale["40"]
+    assert big["paragraphs"] == 40 and big["chunks"] >= 40 and big["sentences"] > 0
+    assert big["peak_rss_mb"] >= big["rss_before_build_mb"] > 0 and big["vectors_mb"] > 0
     quality = results["quality"]["hashing"]
     assert set(quality) == {"xquad-zh->zh", "xquad-en->zh"}
     # The hashing fake matches shared tokens, so Chinese questions over Chinese paragraphs
@@ -84,3 +91,55 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     assert text.count(bench_report.BEGIN) == 1 and "Hand-written notes." in text
     assert "| hashing | HTTP POST /search | 32 |" in text
     assert "### Query encoding by batch size" in text
+    assert "### Synthetic build at scale" in text and "| 40 | hashing |" in text
+    assert "| hashing@64+paragraphs-only+no-second |" in text
+
+
+def test_only_some_sections_run_and_render(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    _squad(data / "cmrc2018" / "cmrc2018_dev.json", "zh")
+    _squad(data / "xquad" / "xquad.zh.json", "zh")
+    _squad(data / "xquad" / "xquad.en.json", "en")
+    cfg = BenchConfig(data_dir=data, backends=["hashing"], pipeline_backends=["hashing"],
+                      quality_backends=["hashing"], http_backends=["hashing"], blocks=2,
+                      scale_n=None, build_paragraphs=None, baseline="hashing",
+                      sections=["pipeline"])
+    results = run_bench(cfg, Settings(embedder="hashing", allow_download=False),
+                        lambda msg: None)
+    # pipeline brings the encoder table (its ratio is to the bare encoder), nothing else
+    assert results["sections"] == ["encoder", "pipeline"]
+    assert {"encoder", "pipeline"} <= set(results)
+    assert not {"quality", "query_batches", "http", "build_scale", "scale"} & set(results)
+    text = bench_report.render(results, "qa bench --only pipeline")
+    assert "### Indexing pipeline" in text and "Seconds per stage" in text
+    assert "### Retrieval quality" not in text and "### Queries over HTTP" not in text
+    assert "### Large indexes" not in text
+
+    # Written into a document whose block came from a full run: only the sections that ran
+    # are replaced, each under a line naming its run; the rest stays.
+    doc = tmp_path / "PERFORMANCE.md"
+    old = ("Run of 2026-11-23 03:52 UTC: `qa bench`\n\n### Encoder alone: old\n\n| old enc |\n\n"
+           "### Indexing pipeline: old\n\n| old pipe |\n\n### Retrieval quality: old\n\n"
+           "| old quality |\n")
+    doc.write_text(f"# P\n\nnotes\n\n{bench_report.BEGIN}\n{old}{bench_report.END}\nafter\n",
+                   encoding="utf-8")
+    bench_report.write(doc, results, "qa bench --only pipeline")
+    text = doc.read_text(encoding="utf-8")
+    assert text.startswith("# P\n\nnotes\n") and text.endswith(f"{bench_report.END}\nafter\n")
+    assert "Run of 2026-11-23 03:52 UTC: `qa bench`" in text and "| old quality |" in text
+    assert "| old pipe |" not in text and "| old enc |" not in text
+    assert text.count("*This section: `qa bench --only pipeline`") == 2
+    assert text.index("### Encoder alone") < text.index("### Indexing pipeline") \
+        < text.index("### Retrieval quality")
+
+
+def test_an_unknown_pipeline_option_is_refused() -> None:
+    import pytest
+
+    from qa.evaluation.bench_build import pipeline_spec
+
+    settings = Settings(embedder="hashing", allow_download=False)
+    assert pipeline_spec("onnx@64+paragraphs-only+no-second", settings) == \
+        ("onnx", 64, False, False)
+    with pytest.raises(ValueError, match="paragraph-only"):
+        pipeline_spec("onnx+paragraph-only", settings)

@@ -98,6 +98,18 @@ def bench(
              "--quick).")] = None,
     backend: Annotated[list[str] | None, typer.Option(
         "--backend", metavar="BACKEND", help="Encoder backends to compare (repeatable).")] = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", metavar="SECTION",
+        help="Only these sections (repeatable): encoder, pipeline (runs encoder too), quality, "
+             "batches, http, build, scale. Nothing is written without --doc.")] = None,
+    pipeline: Annotated[list[str] | None, typer.Option(
+        "--pipeline", metavar="ROW",
+        help="Pipeline rows (repeatable): BACKEND[@BATCH][+paragraphs-only][+no-second].")] = None,
+    build_paragraphs: Annotated[int | None, typer.Option(
+        metavar="N", help="Paragraphs of the synthetic build (default 20000; 0 skips it).")] = None,
+    passages: Annotated[int | None, typer.Option(
+        metavar="N", help="CMRC 2018 dev paragraphs for the encoder and pipeline tables "
+                          "(default: all 848).")] = None,
     model: ModelOpt = None,
 ) -> None:
     """Measure encoder backends, indexing, HTTP latency, memory and retrieval quality side by
@@ -125,12 +137,32 @@ def bench(
                           http_backends=[settings.encoder_backend], passages=48, blocks=2,
                           xquad_articles=4, requests={1: 30, 8: 60, 32: 120},
                           level_seconds=20.0, in_process_queries=30, batch_queries=64,
-                          scale_n=None)
+                          scale_n=None, build_paragraphs=200)
     if backend:
         cfg.backends = [b for b in backend if b != "torch"]
         cfg.quality_backends = list(dict.fromkeys(["torch", *backend]))
+    if only:
+        from qa.evaluation.bench import SECTIONS
+
+        unknown = sorted(set(only) - set(SECTIONS))
+        if unknown:
+            raise InvalidRequest(f"unknown section(s) {unknown}; use {', '.join(SECTIONS)}")
+        cfg.sections = only
+    if pipeline:
+        from qa.evaluation.bench_build import pipeline_spec
+
+        try:
+            for row in pipeline:
+                pipeline_spec(row, settings)
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+        cfg.pipeline_backends = pipeline
+    if build_paragraphs is not None:
+        cfg.build_paragraphs = build_paragraphs or None
+    if passages is not None:
+        cfg.passages = passages
     results = run_bench(cfg, settings, lambda msg: typer.echo(msg, err=True))
-    target = doc or (None if quick else Path("docs/PERFORMANCE.md"))
+    target = doc or (None if quick or only else Path("docs/PERFORMANCE.md"))
     if target is not None:
         command = "qa " + " ".join(shlex.quote(a) for a in sys.argv[1:])
         bench_report.write(target, results, command)

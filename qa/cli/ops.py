@@ -35,6 +35,7 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
             # Created before the first batch (done == 0), so the rate starts from real time.
             bar.append(tqdm(total=total, desc="embedding passages and sentences",
                             unit="text", file=sys.stderr, smoothing=0.1))
+        bar[0].total = total  # the build streams: the total grows as documents are cut
         bar[0].update(done - bar[0].n)
 
     embed_passages = _ray_embed(settings, embedder) if settings.ray_address else None

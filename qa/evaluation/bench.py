@@ -12,8 +12,12 @@ What each figure includes:
   overall.
 * ``pipeline``: ``build_index`` of the same paragraphs as a corpus: chunking, the paragraph
   vectors, one vector per sentence of every multi-sentence chunk (the max-sim leg, about
-  ten short texts per CMRC paragraph), hubness scores, BM25, the chunk store and the files.
-  Its passages/s divides *paragraphs* by that whole time.
+  ten short texts per CMRC paragraph; not with ``+paragraphs-only``), the second encoder's
+  vectors of both (not with ``+no-second``), hubness scores, BM25, the chunk store and the
+  files, with the time of each stage. Its passages/s divides *paragraphs* by that whole time.
+* ``build_scale``: a synthetic corpus of ``build_paragraphs`` paragraphs (and a quarter of
+  it) built in a fresh process with the configured encoders: per-passage cost at scale and
+  the build's peak memory (``qa.evaluation.bench_build``).
 * ``quality``: ``qa.evaluation.retrieval.evaluate`` on XQuAD (zh->zh, en->zh) with each backend.
 * ``query_batches``: query encoding cost per query at batch sizes 1, 8 and 32 per backend,
   the ceiling of what micro-batching can gain (see ``bench_query_batches``).
@@ -41,16 +45,23 @@ import numpy as np
 
 from qa.config import Settings
 from qa.encoders.base import Embedder, HashingEmbedder
+from qa.evaluation.bench_build import bench_build_scale, bench_pipeline, pipeline_spec
 
 Log = Callable[[str], None]
+# What `qa bench --only` can pick; "pipeline" also runs "encoder" (its ratio is to the bare
+# encoder's passages/s).
+SECTIONS = ("encoder", "pipeline", "quality", "batches", "http", "build", "scale")
 
 
 @dataclass
 class BenchConfig:
     data_dir: Path
     backends: list[str] = field(default_factory=lambda: ["onnx-int8", "onnx", "torch-int8"])
+    # "<backend>[@<batch>][+paragraphs-only][+no-second]": the backend, build_index's
+    # batch_size, without sentence vectors, without the second encoder (the configured one)
     pipeline_backends: list[str] = field(default_factory=lambda: [
-        "torch", "onnx", "onnx-int8", "onnx-int8@1024", "onnx-int8@1024+paragraphs-only"])
+        "onnx", "onnx+no-second", "onnx+paragraphs-only", "onnx+paragraphs-only+no-second",
+        "onnx-int8"])
     quality_backends: list[str] = field(default_factory=lambda: [
         "torch", "onnx-int8", "onnx", "torch-int8"])
     http_backends: list[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])
@@ -62,6 +73,10 @@ class BenchConfig:
     in_process_queries: int = 100
     batch_queries: int = 256           # per batch size, for the query-batching figures
     scale_n: int | None = 20_000
+    # The synthetic build (qa.evaluation.bench_build): paragraphs assembled from XQuAD and
+    # CMRC, built in a fresh process with the configured encoders; also at a quarter of it.
+    build_paragraphs: int | None = 20_000
+    sections: list[str] | None = None  # None: all of SECTIONS
     baseline: str = "bare"             # "bare" (SentenceTransformer float32) or "hashing"
 
 
@@ -175,37 +190,6 @@ def bench_query_batches(bare: Embedder, embedders: dict[str, Embedder], queries:
     return out
 
 
-def bench_pipeline(corpus: Path, paragraphs: int, work: Path, embedders: dict[str, Embedder],
-                   bare_pps: float, settings: Settings, log: Log) -> dict[str, Any]:
-    """``build_index`` per backend; passages/s counts the source paragraphs (a paragraph
-    longer than the model's window becomes several chunks)."""
-    from qa.index.build import build_index
-
-    out: dict[str, Any] = {"paragraphs": paragraphs}
-    for name, emb in embedders.items():
-        # "onnx-int8@1024": that backend with build_index(batch_size=1024), so that the
-        # encoder gets 1024 texts per call instead of 32; "+paragraphs-only": without the
-        # sentence vectors, i.e. the same texts as the bare encoder
-        spec, _, option = name.partition("+")
-        batch = int(spec.split("@")[1]) if "@" in spec else settings.batch_size
-        r = build_index(corpus, work / f"index-{name}", emb, batch_size=batch,
-                        embed_context=settings.embed_context,
-                        sentence_vectors=option != "paragraphs-only")
-        texts = r.embedded + r.sentences_embedded
-        out[name] = {"seconds": round(r.seconds, 2), "chunks": r.chunks,
-                     "sentence_texts": r.sentences_embedded,
-                     "texts_per_s": round(texts / r.seconds, 2),
-                     "passages_per_s": round(paragraphs / r.seconds, 2),
-                     "passages_per_s_vs_bare_encoder": round(paragraphs / r.seconds / bare_pps, 2)}
-        log(f"pipeline {name}: {r.summary()}")
-    if "torch" in out:
-        for entry in out.values():
-            if isinstance(entry, dict):
-                entry["speedup_vs_torch_pipeline"] = round(
-                    out["torch"]["seconds"] / entry["seconds"], 2)
-    return out
-
-
 def bench_quality(zh: Path, en: Path, embedders: dict[str, Embedder], settings: Settings,
                   log: Log) -> dict[str, Any]:
     from qa.evaluation.retrieval import evaluate, load_squad
@@ -310,57 +294,90 @@ def run_scale(n: int, log: Log) -> dict[str, Any] | None:
 
 
 def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
-    """Every measurement of the module docstring, in one process, one after the other."""
+    """Every measurement of the module docstring (or the ``cfg.sections`` asked for), in one
+    process, one after the other."""
     load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    wanted = list(dict.fromkeys([b.split("@")[0].split("+")[0]
-                                 for b in cfg.backends + cfg.pipeline_backends
-                                 + cfg.quality_backends + cfg.http_backends]))
+    on = set(cfg.sections or SECTIONS)
+    if "pipeline" in on:
+        on.add("encoder")
+    backends = cfg.backends if "encoder" in on else []
+    pipeline_rows = cfg.pipeline_backends if "pipeline" in on else []
+    quality_backends = cfg.quality_backends if "quality" in on else []
+    http_backends = cfg.http_backends if "http" in on else []
+    batch_backends = (http_backends + backends) if "batches" in on else []
+    wanted = list(dict.fromkeys([pipeline_spec(b, settings)[0]
+                                 for b in backends + pipeline_rows + quality_backends
+                                 + http_backends + batch_backends]))
     results: dict[str, Any] = {"config": {k: (str(v) if isinstance(v, Path) else v)
                                           for k, v in cfg.__dict__.items()},
-                               "machine": {"cpus": os.cpu_count(), "load_avg_1m_start": load1}}
+                               "machine": {"cpus": os.cpu_count(), "load_avg_1m_start": load1},
+                               "sections": [s for s in SECTIONS if s in on]}
+    needs_models = bool(on & {"encoder", "pipeline", "quality", "batches", "http"})
     with tempfile.TemporaryDirectory(prefix="qa-bench-") as tmp:
         work = Path(tmp)
+        if needs_models:
+            _run_model_sections(cfg, settings, log, on, work, results, wanted, backends,
+                                pipeline_rows, quality_backends, http_backends)
+    if cfg.build_paragraphs and "build" in on:
+        results["build_scale"] = bench_build_scale(cfg.data_dir, cfg.build_paragraphs, settings,
+                                                   log)
+    if cfg.scale_n and "scale" in on:
+        results["scale"] = run_scale(cfg.scale_n, log)
+    results["machine"]["load_avg_1m_end"] = os.getloadavg()[0] if load1 is not None else None
+    return results
+
+
+def _run_model_sections(cfg: BenchConfig, settings: Settings, log: Log, on: set[str], work: Path,
+                        results: dict[str, Any], wanted: list[str], backends: list[str],
+                        pipeline_rows: list[str], quality_backends: list[str],
+                        http_backends: list[str]) -> None:
+    t0 = time.perf_counter()
+    bare = _bare(settings, cfg.baseline)
+    results["load_s"] = {"bare": round(time.perf_counter() - t0, 2)}
+    embedders: dict[str, Embedder] = {}
+    for b in wanted:
+        if b == "torch" and cfg.baseline == "bare":
+            embedders[b] = bare  # the same call: SentenceTransformer.encode, batch 32
+            continue
         t0 = time.perf_counter()
-        bare = _bare(settings, cfg.baseline)
-        results["load_s"] = {"bare": round(time.perf_counter() - t0, 2)}
-        embedders: dict[str, Embedder] = {}
-        for b in wanted:
-            if b == "torch" and cfg.baseline == "bare":
-                embedders[b] = bare  # the same call: SentenceTransformer.encode, batch 32
-                continue
-            t0 = time.perf_counter()
-            embedders[b] = _embedder(settings, b)
-            results["load_s"][b] = round(time.perf_counter() - t0, 2)
-            log(f"loaded {b} ({embedders[b].fingerprint[:40]}...) in {results['load_s'][b]}s")
-        results["fingerprints"] = {b: e.fingerprint for b, e in embedders.items()}
+        embedders[b] = _embedder(settings, b)
+        results["load_s"][b] = round(time.perf_counter() - t0, 2)
+        log(f"loaded {b} ({embedders[b].fingerprint[:40]}...) in {results['load_s'][b]}s")
+    results["fingerprints"] = {b: e.fingerprint for b, e in embedders.items()}
 
-        cmrc = _trim_squad(cfg.data_dir / "cmrc2018" / "cmrc2018_dev.json", work / "cmrc.json",
-                           paragraphs=cfg.passages)
-        passages = _paragraphs(cmrc)
+    cmrc = _trim_squad(cfg.data_dir / "cmrc2018" / "cmrc2018_dev.json", work / "cmrc.json",
+                       paragraphs=cfg.passages)
+    passages = _paragraphs(cmrc)
+    if "encoder" in on:
         results["encoder"] = bench_encoders(
-            bare, {b: embedders[b] for b in cfg.backends if b != "torch"}, passages,
-            cfg.blocks, log)
-        from qa.evaluation.retrieval import load_squad
+            bare, {b: embedders[b] for b in backends if b != "torch"}, passages, cfg.blocks,
+            log)
+    from qa.evaluation.retrieval import load_squad
 
-        cmrc_bench = load_squad(cmrc, name="cmrc")
+    cmrc_bench = load_squad(cmrc, name="cmrc")
+    if "pipeline" in on:
+        # A "torch" row is the bare model: the first encoder alone.
+        rows = {b: embedders[pipeline_spec(b, settings)[0]] for b in pipeline_rows}
         results["pipeline"] = bench_pipeline(
-            cmrc_bench.corpus_dir, len(passages), work,
-            {b: embedders[b.split("@")[0].split("+")[0]] for b in cfg.pipeline_backends},
+            cmrc_bench.corpus_dir, len(passages), work, rows,
             results["encoder"]["bare"]["passages_per_s"], settings, log)
 
-        xq = cfg.data_dir / "xquad"
-        zh = _trim_squad(xq / "xquad.zh.json", work / "xquad.zh.json", articles=cfg.xquad_articles)
-        en = _trim_squad(xq / "xquad.en.json", work / "xquad.en.json", articles=cfg.xquad_articles)
-        results["quality"] = bench_quality(zh, en, {b: embedders[b] for b in cfg.quality_backends},
+    xq = cfg.data_dir / "xquad"
+    zh = _trim_squad(xq / "xquad.zh.json", work / "xquad.zh.json", articles=cfg.xquad_articles)
+    en = _trim_squad(xq / "xquad.en.json", work / "xquad.en.json", articles=cfg.xquad_articles)
+    if "quality" in on:
+        results["quality"] = bench_quality(zh, en, {b: embedders[b] for b in quality_backends},
                                            settings, log)
 
-        queries = _questions(xq / "xquad.en.json", xq / "xquad.zh.json")
+    queries = _questions(xq / "xquad.en.json", xq / "xquad.zh.json")
+    if "batches" in on:
         results["query_batches"] = bench_query_batches(
-            bare, {b: embedders[b] for b in cfg.http_backends + cfg.backends
+            bare, {b: embedders[b] for b in http_backends + backends
                    if b in embedders and embedders[b] is not bare},
             queries[-cfg.batch_queries:], log=log)
+    if "http" in on:
         results["http"] = {}
-        for b in cfg.http_backends:
+        for b in http_backends:
             index_dir = work / f"index-{b}"
             if not index_dir.exists():
                 from qa.index.build import build_index
@@ -371,9 +388,5 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
             # in-process searcher a fresh object, so no query cache carries over.
             results["http"][b] = bench_http(index_dir, cmrc_bench.corpus_dir, b, settings, bare,
                                             embedders[b], queries, cfg, work, log)
-        del embedders, bare
-        gc.collect()
-    if cfg.scale_n:
-        results["scale"] = run_scale(cfg.scale_n, log)
-    results["machine"]["load_avg_1m_end"] = os.getloadavg()[0] if load1 is not None else None
-    return results
+    del embedders, bare
+    gc.collect()

@@ -20,63 +20,133 @@ def _f(v: Any, digits: int = 2) -> str:
 
 
 def render(results: dict[str, Any], command: str) -> str:
+    """The generated block: the sections that ran, in the order of SECTIONS."""
     m = results["machine"]
     out = [f"Run of {time.strftime('%Y-%m-%d %H:%M %Z')}: `{command}`", "",
            f"{m['cpus']} CPUs, 1-minute load average {_f(m['load_avg_1m_start'], 1)} at the "
            f"start and {_f(m.get('load_avg_1m_end'), 1)} at the end (other jobs share the "
            "machine: compare ratios within this run, not absolute figures across runs).", ""]
-    enc = results["encoder"]
-    out += [f"### Encoder alone: {enc['passages']} CMRC 2018 dev paragraphs, "
-            f"{enc['blocks']} interleaved blocks", "",
-            "| encoder | seconds | passages/s | speed-up vs bare (all blocks) | "
-            "speed-up, median block |", "|---|---:|---:|---:|---:|"]
+    if results.get("encoder"):
+        out += _encoder(results["encoder"])
+    if results.get("pipeline"):
+        out += _pipeline(results["pipeline"])
+    if results.get("build_scale"):
+        out += _build_scale(results["build_scale"])
+    if results.get("quality"):
+        out += _quality(results["quality"])
+    if results.get("query_batches"):
+        out += _batches(results["query_batches"])
+    if results.get("http"):
+        out += _http(results["http"])
+    scale = results.get("scale")
+    if scale is not None or "scale" in results.get("sections", ["scale"]):
+        out += ["", "### Large indexes", ""]
+        if scale and "vectors" in scale:
+            out += [f"`scripts/scale_bench.py --n {results['config']['scale_n']}` (synthetic, "
+                    "see docs/SCALING.md for the million-passage runs):", "", "```",
+                    _compact(scale), "```"]
+        else:
+            out.append("See docs/SCALING.md (`scripts/scale_bench.py`, up to a million "
+                       "passages).")
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _encoder(enc: dict[str, Any]) -> list[str]:
+    out = [f"### Encoder alone: {enc['passages']} CMRC 2018 dev paragraphs, "
+           f"{enc['blocks']} interleaved blocks", "",
+           "| encoder | seconds | passages/s | speed-up vs bare (all blocks) | "
+           "speed-up, median block |", "|---|---:|---:|---:|---:|"]
     for name, e in enc.items():
         if isinstance(e, dict):
             label = "bare SentenceTransformer.encode fp32, batch 32 (= torch)" \
                 if name == "bare" else name
             out.append(f"| {label} | {_f(e['seconds'], 1)} | {_f(e['passages_per_s'])} | "
                        f"{_f(e['speedup_vs_bare'])}× | {_f(e['speedup_median_block'])}× |")
-    pipe = results["pipeline"]
-    out += ["", f"### Indexing pipeline: `build_index` of the same {pipe['paragraphs']} "
-            "paragraphs (paragraph + sentence vectors, BM25, store, files)", "",
-            "| backend | seconds | chunks | sentence texts | passages/s | texts/s | "
-            "passages/s ÷ bare encoder's | speed-up vs torch pipeline |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, p in pipe.items():
-        if isinstance(p, dict):
-            out.append(f"| {name} | {_f(p['seconds'], 1)} | {p['chunks']} | "
-                       f"{p['sentence_texts']} | {_f(p['passages_per_s'])} | "
-                       f"{_f(p['texts_per_s'])} | {_f(p['passages_per_s_vs_bare_encoder'])}× | "
-                       f"{_f(p.get('speedup_vs_torch_pipeline'))}× |")
-    out += ["", "### Retrieval quality: XQuAD (R@5 / R@1; auto = the service's default mode, "
-            "dense = the encoder alone)", "",
-            "| backend | slice | questions | auto R@5 | Δ vs torch | dense R@5 | Δ vs torch | "
-            "auto R@1 | dense R@1 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, slices in results["quality"].items():
+    return out
+
+
+# Stages of BuildReport.stages shown in the pipeline table, in build order.
+_STAGES = ("read", "chunk+store", "embed", "embed-second", "second", "vectors", "sentences",
+           "hubness", "store+bm25", "files")
+
+
+def _pipeline(pipe: dict[str, Any]) -> list[str]:
+    out = ["", f"### Indexing pipeline: `build_index` of the same {pipe['paragraphs']} "
+           "paragraphs (paragraph and sentence vectors of both encoders, BM25, store, files)",
+           "", "Rows: `+paragraphs-only` builds no sentence vectors; `+no-second` builds "
+           "without the second encoder (USE).", "",
+           "| row | seconds | chunks | sentence texts | second encoder's texts | passages/s | "
+           "passages/s ÷ bare encoder's |", "|---|---:|---:|---:|---:|---:|---:|"]
+    rows = {n: p for n, p in pipe.items() if isinstance(p, dict)}
+    for name, p in rows.items():
+        out.append(f"| {name} | {_f(p['seconds'], 1)} | {p['chunks']} | "
+                   f"{p['sentence_texts']} | {p.get('second_texts', 0)} | "
+                   f"{_f(p['passages_per_s'])} | {_f(p['passages_per_s_vs_bare_encoder'])}× |")
+    if any(p.get("stages") for p in rows.values()):
+        out += ["", "Seconds per stage of the same builds (`BuildReport.stages`; embed and "
+                "embed-second are inside the encoders, second is the second encoder's files, "
+                "hubness and vocabulary):", "",
+                "| row | " + " | ".join(_STAGES) + " |", "|---|" + "---:|" * len(_STAGES)]
+        for name, p in rows.items():
+            st = p.get("stages") or {}
+            out.append(f"| {name} | " + " | ".join(_f(st.get(k), 1) for k in _STAGES) + " |")
+    return out
+
+
+def _build_scale(scale: dict[str, Any]) -> list[str]:
+    out = ["", "### Synthetic build at scale (paragraphs of XQuAD and CMRC repeated, 25 to a "
+           "document; a fresh process each, `python -m qa.evaluation.bench_build`)", "",
+           "| paragraphs | encoders | chunks | sentence vectors | seconds | passages/s | "
+           "ms/passage | RSS before build | peak RSS | peak − before | vectors kept |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for n, r in scale.items():
+        if "error" in r:
+            out.append(f"| {n} | error: {str(r['error'])[-120:]!r} |")
+            continue
+        enc = r["backend"] + (f" + {r['second_encoder']}" if r.get("second_encoder", "none")
+                              != "none" else "")
+        out.append(f"| {r['paragraphs']} | {enc} | {r['chunks']} | {r['sentences']} | "
+                   f"{_f(r['seconds'], 1)} | {_f(r['passages_per_s'])} | "
+                   f"{_f(r['ms_per_passage'])} | {_f(r['rss_before_build_mb'], 0)} MiB | "
+                   f"{_f(r['peak_rss_mb'], 0)} MiB | {_f(r['build_extra_peak_mb'], 0)} MiB | "
+                   f"{_f(r['vectors_mb'], 0)} MiB |")
+    return out
+
+
+def _quality(quality: dict[str, Any]) -> list[str]:
+    out = ["", "### Retrieval quality: XQuAD (R@5 / R@1; auto = the service's default mode, "
+           "dense = the encoder alone)", "",
+           "| backend | slice | questions | auto R@5 | Δ vs torch | dense R@5 | Δ vs torch | "
+           "auto R@1 | dense R@1 |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, slices in quality.items():
         for sl, v in slices.items():
             out.append(f"| {name} | {sl} | {v['questions']} | {_f(v['auto_R@5'], 3)} | "
                        f"{_f(v.get('auto_R@5_delta_vs_torch'), 3)} | {_f(v['dense_R@5'], 3)} | "
                        f"{_f(v.get('dense_R@5_delta_vs_torch'), 3)} | {_f(v['auto_R@1'], 3)} | "
                        f"{_f(v['dense_R@1'], 3)} |")
-    qb = results.get("query_batches")
-    if qb:
-        sizes = [k for k in next(v for v in qb.values() if isinstance(v, dict))
-                 if k != "batch_gain"]
-        out += ["", f"### Query encoding by batch size ({qb['queries']} XQuAD questions; wall "
-                "ms per query, and CPU ms per query over all threads)", "",
-                "| encoder | " + " | ".join(f"batch {k}: ms/query (CPU)" for k in sizes)
-                + f" | batch 1 ÷ batch {sizes[-1]} |",
-                "|---|" + "---:|" * (len(sizes) + 1)]
-        for name, row in qb.items():
-            if isinstance(row, dict):
-                label = "bare fp32 (= torch)" if name == "bare" else name
-                out.append(f"| {label} | " + " | ".join(
-                    f"{_f(row[k]['ms_per_query'])} ({_f(row[k]['cpu_ms_per_query'])})"
-                    for k in sizes) + f" | {_f(row['batch_gain'])}× |")
-    out += ["", "### Queries over HTTP (`qa serve`, micro-batched) and in process", "",
-            "| backend | where | concurrency | requests | p50 ms | p95 ms | p99 ms | "
-            "queries/s | server CPU ms/request |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, h in results["http"].items():
+    return out
+
+
+def _batches(qb: dict[str, Any]) -> list[str]:
+    sizes = [k for k in next(v for v in qb.values() if isinstance(v, dict)) if k != "batch_gain"]
+    out = ["", f"### Query encoding by batch size ({qb['queries']} XQuAD questions; wall "
+           "ms per query, and CPU ms per query over all threads)", "",
+           "| encoder | " + " | ".join(f"batch {k}: ms/query (CPU)" for k in sizes)
+           + f" | batch 1 ÷ batch {sizes[-1]} |", "|---|" + "---:|" * (len(sizes) + 1)]
+    for name, row in qb.items():
+        if isinstance(row, dict):
+            label = "bare fp32 (= torch)" if name == "bare" else name
+            out.append(f"| {label} | " + " | ".join(
+                f"{_f(row[k]['ms_per_query'])} ({_f(row[k]['cpu_ms_per_query'])})"
+                for k in sizes) + f" | {_f(row['batch_gain'])}× |")
+    return out
+
+
+def _http(http: dict[str, Any]) -> list[str]:
+    out = ["", "### Queries over HTTP (`qa serve`, micro-batched) and in process", "",
+           "| backend | where | concurrency | requests | p50 ms | p95 ms | p99 ms | "
+           "queries/s | server CPU ms/request |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, h in http.items():
         for where, r in h["in_process"].items():
             out.append(f"| {name} | in process: {where} | 1 | {r['requests']} | "
                        f"{_f(r['p50_ms'])} | {_f(r['p95_ms'])} | {_f(r['p99_ms'])} | "
@@ -90,20 +160,12 @@ def render(results: dict[str, Any], command: str) -> str:
     out += ["", "| backend | start-up to /readyz 200 | server peak RSS | c=1 p50 ÷ bare in-process "
             "| c=1 p50 ÷ same encoder in-process | c=32 ÷ c=1 throughput |",
             "|---|---:|---:|---:|---:|---:|"]
-    for name, h in results["http"].items():
+    for name, h in http.items():
         out.append(f"| {name} | {_f(h['startup_to_ready_s'], 1)} s | "
                    f"{_f(h['peak_rss_mb'], 0)} MiB | {_f(h.get('c1_p50_vs_bare_in_process'))}× | "
                    f"{_f(h.get('c1_p50_vs_same_encoder_in_process'))}× | "
                    f"{_f(h.get('c32_vs_c1_throughput'))}× |")
-    scale = results.get("scale")
-    out += ["", "### Large indexes", ""]
-    if scale and "vectors" in scale:
-        out += [f"`scripts/scale_bench.py --n {results['config']['scale_n']}` (synthetic, "
-                "see docs/SCALING.md for the million-passage runs):", "", "```",
-                _compact(scale), "```"]
-    else:
-        out.append("See docs/SCALING.md (`scripts/scale_bench.py`, up to a million passages).")
-    return "\n".join(out) + "\n"
+    return out
 
 
 def _compact(scale: dict[str, Any]) -> str:
@@ -114,11 +176,69 @@ def _compact(scale: dict[str, Any]) -> str:
     return text if len(text) < 3000 else text[:3000] + " ..."
 
 
+# The heading each section's tables start with, in the order of the report.
+HEADINGS = {"encoder": "### Encoder alone", "pipeline": "### Indexing pipeline",
+            "build": "### Synthetic build at scale", "quality": "### Retrieval quality",
+            "batches": "### Query encoding by batch size", "http": "### Queries over HTTP",
+            "scale": "### Large indexes"}
+
+
+_OTHERS = "Sections without a line of their own below are from this run."
+
+
+def _parts(body: str) -> tuple[str, list[str]]:
+    """A rendered block split into its preamble and its ``### `` sections."""
+    lines = body.strip("\n").split("\n")
+    starts = [i for i, ln in enumerate(lines) if ln.startswith("### ")]
+    if not starts:
+        return body.strip("\n"), []
+    head = "\n".join(lines[:starts[0]]).strip("\n")
+    bounds = [*starts, len(lines)]
+    return head, ["\n".join(lines[a:b]).strip("\n") for a, b in zip(bounds, bounds[1:],
+                                                                     strict=False)]
+
+
+def _section_of(part: str) -> str | None:
+    return next((name for name, h in HEADINGS.items() if part.startswith(h)), None)
+
+
+def merge(old_body: str, results: dict[str, Any], command: str) -> str:
+    """The generated block after a run of some sections only (``qa bench --only``): the
+    sections that ran replace theirs, each under a line naming its own run; the others stay
+    as the earlier run left them."""
+    m = results["machine"]
+    ran = set(results.get("sections") or HEADINGS)
+    note = (f"*This section: `{command}`, {time.strftime('%Y-%m-%d %H:%M %Z')}, {m['cpus']} "
+            f"CPUs, 1-minute load average {_f(m['load_avg_1m_start'], 1)} at the start and "
+            f"{_f(m.get('load_avg_1m_end'), 1)} at the end.*")
+    _, new_parts = _parts(render(results, command))
+    fresh = {}
+    for part in new_parts:
+        name = _section_of(part)
+        if name in ran:
+            heading, _, rest = part.partition("\n")
+            fresh[name] = f"{heading}\n\n{note}\n{rest}"
+    head, old_parts = _parts(old_body)
+    if _OTHERS not in head:
+        head = f"{head}\n\n{_OTHERS}"
+    kept = {_section_of(p): p for p in old_parts if _section_of(p) not in fresh}
+    merged = {**kept, **fresh}
+    order = [n for n in HEADINGS if n in merged] + [n for n in merged if n not in HEADINGS]
+    return "\n\n".join([head, *(merged[n] for n in order)]) + "\n"
+
+
 def write(path: Path, results: dict[str, Any], command: str) -> None:
-    """Replace the generated block of ``path`` (or create the file around it)."""
-    block = f"{BEGIN}\n{render(results, command)}{END}"
-    if path.exists():
-        text = path.read_text(encoding="utf-8")
+    """Replace the generated block of ``path`` (or create the file around it). After a run of
+    some sections only, only those sections of the block are replaced (:func:`merge`)."""
+    partial = set(results.get("sections") or HEADINGS) != set(HEADINGS)
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if partial and BEGIN in text and END in text:
+        old = text.split(BEGIN, 1)[1].split(END, 1)[0]
+        body = merge(old, results, command)
+    else:
+        body = render(results, command)
+    block = f"{BEGIN}\n{body}{END}"
+    if text:
         if BEGIN in text and END in text:
             head, rest = text.split(BEGIN, 1)
             text = head + block + rest.split(END, 1)[1]

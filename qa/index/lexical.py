@@ -10,7 +10,7 @@ import json
 import math
 from array import array
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -45,31 +45,11 @@ class BM25Index:
         self.b = b
 
     @classmethod
-    def build(cls, docs: Sequence[Sequence[str]], k1: float = 1.2, b: float = 0.75) -> BM25Index:
-        # Postings go into typed arrays, row by row (CSR), then one conversion to CSC: at a
-        # million passages Python lists of (row, col, tf) and a COO detour peaked at 3.2 GB.
-        vocab: dict[str, int] = {}
-        cols = array("i")
-        tfs = array("f")
-        n = len(docs)
-        indptr = np.zeros(n + 1, dtype=np.int64)
-        lengths = np.zeros(n, dtype=np.float32)
-        for d, toks in enumerate(docs):
-            lengths[d] = len(toks)
-            counts = Counter(toks)
-            cols.extend([vocab.setdefault(term, len(vocab)) for term in counts])
-            tfs.extend(counts.values())
-            indptr[d + 1] = len(cols)
-        col_arr = np.frombuffer(cols, dtype=np.int32) if cols else np.zeros(0, np.int32)
-        tf_arr = np.frombuffer(tfs, dtype=np.float32) if tfs else np.zeros(0, np.float32)
-        df = np.bincount(col_arr, minlength=len(vocab)).astype(np.float32)
-        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
-        avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
-        norm = (k1 * (1 - b + b * lengths / avgdl)).astype(np.float32)
-        w = idf[col_arr] * tf_arr * (k1 + 1) / (tf_arr + np.repeat(norm, np.diff(indptr)))
-        weights = sparse.csr_matrix((w, col_arr, indptr), shape=(n, len(vocab)),
-                                    dtype=np.float32).tocsc()
-        return cls(vocab, weights, idf, k1, b)
+    def build(cls, docs: Iterable[Sequence[str]], k1: float = 1.2, b: float = 0.75) -> BM25Index:
+        builder = BM25Builder()
+        for toks in docs:
+            builder.add(toks)
+        return builder.finish(k1, b)
 
     @property
     def size(self) -> int:
@@ -144,3 +124,48 @@ class BM25Index:
         idf = np.load(directory / "bm25_idf.npy")
         vocab = {t: i for i, t in enumerate(meta["terms"])}
         return cls(vocab, weights, idf, meta["k1"], meta["b"])
+
+
+class BM25Builder:
+    """Postings added one passage at a time, so that a build streams: it holds the typed
+    arrays of the finished matrix (8 bytes per distinct term of each passage) and the
+    vocabulary, never the passages' token lists. At a million passages Python lists of
+    (row, col, tf) and a COO detour peaked at 3.2 GB, hence typed arrays, row by row (CSR),
+    and one conversion to CSC at the end."""
+
+    def __init__(self) -> None:
+        self.vocab: dict[str, int] = {}
+        self._cols = array("i")
+        self._tfs = array("f")
+        self._indptr = array("q", [0])
+        self._lengths = array("f")
+
+    def __len__(self) -> int:
+        return len(self._lengths)
+
+    def add(self, tokens: Sequence[str]) -> None:
+        counts = Counter(tokens)
+        self._lengths.append(len(tokens))
+        vocab = self.vocab
+        self._cols.extend([vocab.setdefault(term, len(vocab)) for term in counts])
+        self._tfs.extend(counts.values())
+        self._indptr.append(len(self._cols))
+
+    def finish(self, k1: float = 1.2, b: float = 0.75) -> BM25Index:
+        n = len(self._lengths)
+        vocab = self.vocab
+        col_arr = np.frombuffer(self._cols, dtype=np.int32) if self._cols \
+            else np.zeros(0, np.int32)
+        tf_arr = np.frombuffer(self._tfs, dtype=np.float32) if self._tfs \
+            else np.zeros(0, np.float32)
+        indptr = np.frombuffer(self._indptr, dtype=np.int64)
+        lengths = np.frombuffer(self._lengths, dtype=np.float32) if n \
+            else np.zeros(0, np.float32)
+        df = np.bincount(col_arr, minlength=len(vocab)).astype(np.float32)
+        idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
+        avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
+        norm = (k1 * (1 - b + b * lengths / avgdl)).astype(np.float32)
+        w = idf[col_arr] * tf_arr * (k1 + 1) / (tf_arr + np.repeat(norm, np.diff(indptr)))
+        weights = sparse.csr_matrix((w, col_arr, indptr), shape=(n, len(vocab)),
+                                    dtype=np.float32).tocsc()
+        return BM25Index(vocab, weights, idf, k1, b)

@@ -68,61 +68,29 @@ def vocabulary_terms(vocab: dict[str, int], idf: np.ndarray) -> list[str]:
     return terms[:MAX_VOCAB]
 
 
-def _ranges(offsets: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """The sentence rows of chunk ``rows``, concatenated in order."""
-    starts, counts = offsets[rows], offsets[rows + 1] - offsets[rows]
-    firsts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
-    return np.repeat(starts - firsts, counts) + np.arange(int(counts.sum()))
-
-
-def write_second(tmp: Path, second: Embedder, texts: list[str], sentence_texts: list[list[str]],
-                 origin: list[int], prev_gen: Path | None, offsets: np.ndarray | None,
+def write_second(tmp: Path, second: Embedder, vectors: np.ndarray, sents: np.ndarray | None,
+                 offsets: np.ndarray | None, embedded: int, old: dict[str, Any] | None,
                  vocab: list[str], batch_size: int, gen_name: str,
                  hnsw_threshold: int) -> dict[str, Any]:
-    """Embed (or reuse) the second encoder's vectors of one generation and write them.
+    """Write the second encoder's files of one generation and return the manifest entry.
 
-    ``texts[r]`` is chunk r's passage; ``origin[r]`` its row in ``prev_gen`` when its vectors
-    can be reused (same document bytes, chunker and encoders), else -1. Returns the
-    manifest entry."""
-    n = len(texts)
-    vectors = np.zeros((n, second.dim), np.float32)
-    sents = np.zeros((int(offsets[-1]) if offsets is not None else 0, second.dim), np.float32)
-    old = _previous(prev_gen, offsets is not None)
-    fresh = [r for r in range(n) if origin[r] < 0 or old is None]
-    kept = np.asarray([r for r in range(n) if origin[r] >= 0] if old is not None else [],
-                      np.int64)
-    if kept.size:
-        src = np.asarray(origin, np.int64)[kept]
-        vectors[kept] = old["vectors"][src]  # type: ignore[index]
-        if offsets is not None:
-            # Same document bytes and chunker: the same sentences, so the same counts.
-            sents[_ranges(offsets, kept)] = old["sentences"][_ranges(old["offsets"], src)]  # type: ignore[index]
-    batch = [texts[r] for r in fresh]
-    slots: list[int] = []
-    if offsets is not None:
-        for r in fresh:
-            if offsets[r + 1] - offsets[r] > 1:
-                batch.extend(sentence_texts[r])
-                slots.extend(range(offsets[r], offsets[r + 1]))
-    done = embed(second, batch, "passage", batch_size=batch_size) if batch else None
-    if done is not None:
-        vectors[fresh] = done[:len(fresh)]
-        if offsets is not None:
-            sents[slots] = done[len(fresh):]
-            for r in fresh:
-                if offsets[r + 1] - offsets[r] == 1:
-                    sents[offsets[r]] = vectors[r]
+    ``vectors`` (one row per chunk) and ``sents`` (laid out by ``offsets``) were filled as the
+    build streamed (qa.index.embedding), reused rows copied from ``old``
+    (:func:`open_previous_second`), whose vocabulary vectors are reused here too;
+    ``embedded`` is how many texts the second encoder embedded."""
+    n = len(vectors)
     np.save(tmp / "use_vectors.npy", vectors)
-    index = VectorStore().create(second.dim, vectors, tmp, "use_vectors", gen_name,
-                                 hnsw_threshold)
-    entry: dict[str, Any] = {**(describe(second) or {}), "vectors": index.describe(),
-                             "embedded": len(batch), "sentences": offsets is not None}
-    if offsets is not None:
+    vectors_meta = VectorStore().create(second.dim, vectors, tmp, "use_vectors", gen_name,
+                                        hnsw_threshold).describe()
+    entry: dict[str, Any] = {**(describe(second) or {}), "vectors": vectors_meta,
+                             "embedded": embedded, "sentences": offsets is not None}
+    if offsets is not None and sents is not None:
         np.save(tmp / "use_sentences.npy", sents)
     bank = reference_queries()
     if bank and n:
         np.save(tmp / "use_hub.npy", hub_scores(second.embed_batch(bank, "query"), vectors,
-                                                (sents, offsets) if offsets is not None else None))
+                                                (sents, offsets) if offsets is not None
+                                                and sents is not None else None))
         entry["hubness"] = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K}
     vocab_vecs = _vocab_vectors(second, vocab, old, batch_size)
     np.save(tmp / "use_vocab.npy", vocab_vecs)
@@ -131,6 +99,12 @@ def write_second(tmp: Path, second: Embedder, texts: list[str], sentence_texts: 
                                        VOCAB_HNSW)
     entry["vocab"] = {**vocab_index.describe(), "count": len(vocab)}
     return entry
+
+
+def open_previous_second(prev_gen: Path | None, sentences: bool) -> dict[str, Any] | None:
+    """The previous generation's second-encoder arrays (memory-mapped), or None when it has
+    none a build could copy from."""
+    return _previous(prev_gen, sentences)
 
 
 def _previous(prev_gen: Path | None, sentences: bool) -> dict[str, Any] | None:

@@ -235,32 +235,62 @@ class ChunkStore:
             conn.close()
 
 
-def write_store(path: Path, documents: Iterable[Document],
-                chunks: Iterable[tuple[int, Chunk, Sequence[str]]],
-                sources: Mapping[str, Extracted] | None = None) -> None:
-    """Write a new store file (the caller places it atomically). ``sources``: doc_id -> what
-    its reader returned; a document without one keeps its own text, for citations."""
-    documents = list(documents)
-    sources = sources or {}
-    conn = sqlite3.connect(path)
-    try:
-        conn.executescript(_SCHEMA)
-        conn.executemany(
+class StoreWriter:
+    """A new store file written as a build goes: documents and their sources first, then
+    chunks in row order, all in one transaction that ``close`` commits (the caller places the
+    file atomically). A streamed build hands over each document's chunks as it cuts them, so
+    it never holds the whole corpus's rows."""
+
+    def __init__(self, path: Path) -> None:
+        self._conn = sqlite3.connect(path)
+        try:
+            self._conn.executescript(_SCHEMA)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def add_documents(self, documents: Iterable[Document],
+                      sources: Mapping[str, Extracted] | None = None) -> None:
+        """``sources``: doc_id -> what its reader returned; a document without one keeps its
+        own text, for citations."""
+        documents = list(documents)
+        sources = sources or {}
+        self._conn.executemany(
             "INSERT INTO documents VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ((d.doc_id, d.path, d.title, d.date, d.source, d.doc_type, d.language, d.sha256,
               json.dumps(d.extra, ensure_ascii=False), len(d.text), d.media_type,
               json.dumps(list(d.pages)), json.dumps(list(d.warnings), ensure_ascii=False))
              for d in documents))
-        conn.executemany(
+        self._conn.executemany(
             "INSERT INTO sources VALUES (?,?,?,?)",
             ((d.doc_id, d.sha256, _reader_record(sources.get(d.doc_id) or _as_extracted(d)),
               d.text) for d in documents))
+
+    def add_chunks(self, chunks: Iterable[tuple[int, Chunk, Sequence[str]]]) -> None:
         # A generator, not a list: at a million chunks the list of row tuples alone was ~2 GB.
-        conn.executemany(
+        self._conn.executemany(
             "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             ((row, c.chunk_id, c.doc_id, c.paragraph, c.window, c.char_start, c.char_end,
               c.text, c.clean_text, json.dumps(list(c.section), ensure_ascii=False), c.speaker,
               c.speaker_role, c.context, " ".join(toks), c.page) for row, c, toks in chunks))
-        conn.commit()
-    finally:
-        conn.close()
+
+    def close(self, commit: bool = True) -> None:
+        try:
+            if commit:
+                self._conn.commit()
+        finally:
+            self._conn.close()
+
+
+def write_store(path: Path, documents: Iterable[Document],
+                chunks: Iterable[tuple[int, Chunk, Sequence[str]]],
+                sources: Mapping[str, Extracted] | None = None) -> None:
+    """Write a new store file at once (the caller places it atomically); see StoreWriter."""
+    writer = StoreWriter(path)
+    try:
+        writer.add_documents(documents, sources)
+        writer.add_chunks(chunks)
+    except BaseException:
+        writer.close(commit=False)
+        raise
+    writer.close()
