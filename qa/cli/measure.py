@@ -107,6 +107,10 @@ def bench(
         help="Pipeline rows (repeatable): BACKEND[@BATCH][+paragraphs-only][+no-second].")] = None,
     build_paragraphs: Annotated[int | None, typer.Option(
         metavar="N", help="Paragraphs of the synthetic build (default 20000; 0 skips it).")] = None,
+    build_real_encoders: Annotated[bool, typer.Option(
+        help="The synthetic build with the configured encoders (hours for 20,000 paragraphs "
+             "on 2 cores) instead of the hashing fake (the build's own cost and memory).")
+    ] = False,
     passages: Annotated[int | None, typer.Option(
         metavar="N", help="CMRC 2018 dev paragraphs for the encoder and pipeline tables "
                           "(default: all 848).")] = None,
@@ -159,6 +163,7 @@ def bench(
         cfg.pipeline_backends = pipeline
     if build_paragraphs is not None:
         cfg.build_paragraphs = build_paragraphs or None
+    cfg.build_real_encoders = build_real_encoders
     if passages is not None:
         cfg.passages = passages
     results = run_bench(cfg, settings, lambda msg: typer.echo(msg, err=True))

@@ -74,8 +74,10 @@ class BenchConfig:
     batch_queries: int = 256           # per batch size, for the query-batching figures
     scale_n: int | None = 20_000
     # The synthetic build (qa.evaluation.bench_build): paragraphs assembled from XQuAD and
-    # CMRC, built in a fresh process with the configured encoders; also at a quarter of it.
+    # CMRC, built in a fresh process, with the hashing fake unless ``build_real_encoders``
+    # (hours with the real ones); also at a quarter of it.
     build_paragraphs: int | None = 20_000
+    build_real_encoders: bool = False
     sections: list[str] | None = None  # None: all of SECTIONS
     baseline: str = "bare"             # "bare" (SentenceTransformer float32) or "hashing"
 
@@ -320,7 +322,8 @@ def run_bench(cfg: BenchConfig, settings: Settings, log: Log) -> dict[str, Any]:
                                 pipeline_rows, quality_backends, http_backends)
     if cfg.build_paragraphs and "build" in on:
         results["build_scale"] = bench_build_scale(cfg.data_dir, cfg.build_paragraphs, settings,
-                                                   log)
+                                                   log,
+                                                   real_encoders=cfg.build_real_encoders)
     if cfg.scale_n and "scale" in on:
         results["scale"] = run_scale(cfg.scale_n, log)
     results["machine"]["load_avg_1m_end"] = os.getloadavg()[0] if load1 is not None else None
