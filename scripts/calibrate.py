@@ -32,13 +32,11 @@ sys.path.insert(0, str(ROOT))
 
 from qa.config import Settings  # noqa: E402
 from qa.evaluation.calibration import halves, language_group  # noqa: E402
-from qa.evaluation.retrieval import Gold, Question, load_corpus_questions  # noqa: E402
+from qa.evaluation.retrieval import load_corpus_questions  # noqa: E402
 from qa.index.build import build_index  # noqa: E402
 from qa.index.load import open_index  # noqa: E402
 from qa.retrieve.search import Searcher  # noqa: E402
 from qa.service.wiring import make_embedder  # noqa: E402
-
-_ANY_GOLD = Gold("", 0, 0)  # only "answerable or not" matters to the split
 
 
 def main() -> None:
@@ -63,7 +61,7 @@ def main() -> None:
         searcher.index.close()
     out = {}
     if second:
-        out["en+second"] = fit_second(second)
+        out["en+second"] = fit_second(second, half_a)
     out["zh"] = fit_chinese(rows["zh"], half_a, half_b)
     out["en"] = fit_english_e5_only(rows["en"])
     print(json.dumps(out, indent=1))
@@ -107,16 +105,6 @@ def fit_english_e5_only(data: list[tuple[str, list[float], int]]) -> dict:
     return {"params": params, **_rates(params, x, y)}
 
 
-def _halves(data: list[tuple[str, list[float], int]]) -> tuple[list[int], list[int]]:
-    """Row positions of half A and half B (qa.evaluation.calibration: the split the tests
-    and docs/EVAL.md report on)."""
-    a_ids, _ = halves([Question(qid, "question", None if y == 0 else _ANY_GOLD)
-                       for qid, _, y in data])
-    a = [i for i, (qid, _, _) in enumerate(data) if qid in a_ids]
-    b = [i for i, (qid, _, _) in enumerate(data) if qid not in a_ids]
-    return a, b
-
-
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[float, ...]:
     """Balanced logistic regression, then the bias moved so that at most 5% of the fitting
     half's answerable questions fall below the threshold (few false alarms first).
@@ -140,12 +128,13 @@ def _rates(params: tuple[float, ...], x: np.ndarray, y: np.ndarray) -> dict[str,
             "n_answerable": int((y == 1).sum()), "n_unanswerable": int((y == 0).sum())}
 
 
-def fit_second(data: list[tuple[str, list[float], int]]) -> dict:
+def fit_second(data: list[tuple[str, list[float], int]], half_a: frozenset[str]) -> dict:
     """English with the second encoder: (bias, best e5 score, best USE score, share of the
     question's words the corpus knows), fitted on half A, reported on half B."""
     x = np.array([f for _, f, _ in data])
     y = np.array([label for _, _, label in data])
-    a, b = _halves(data)
+    a = [i for i, (qid, _, _) in enumerate(data) if qid in half_a]
+    b = [i for i, (qid, _, _) in enumerate(data) if qid not in half_a]
     params = _fit(x[a], y[a])
     reverse = _fit(x[b], y[b])
     return {"params (fitted on half A)": params, "held_out_half_B": _rates(params, x[b], y[b]),

@@ -130,8 +130,9 @@ class SecondView:
             return dense, {}, {}
         translate = self._translates(english)
         if begun is not None:
-            begun.result()
-        self._prefetch(query, english_terms(query) if translate else [])
+            begun.result()  # anything it left uncached, embed() and translated() fill in
+        else:
+            self._prefetch(query, english_terms(query) if translate else [])
         translated, found = self.translated(query, k, allowed) if translate else ({}, {})
         fused, signals = self.fuse(self.embed([query])[0], english, dense,
                                    [*lexical, *translated], allowed, 2 * k, exact)
