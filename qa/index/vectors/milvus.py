@@ -181,6 +181,13 @@ class MilvusIndex:
                else np.asarray(rows, dtype=np.int64).reshape(-1))
         if ids.size == 0:
             return np.zeros(0, np.float32)
+        return self.fetch(ids) @ q
+
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows``, in the order given, as an (n, dim) array."""
+        ids = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            return np.zeros((0, self.dim), np.float32)
         unique = np.unique(ids)
         found: dict[int, np.ndarray] = {}
         for lo in range(0, len(unique), _FETCH_BATCH):
@@ -194,11 +201,15 @@ class MilvusIndex:
         if missing:
             raise IndexMismatch(f"Milvus collection {self.collection!r} lacks rows "
                                 f"{missing[:5]}: rebuild the index with `qa index`")
-        return np.stack([found[int(i)] for i in ids]) @ q
+        return np.stack([found[int(i)] for i in ids])
+
+    def flush(self) -> None:
+        """Make the rows durable in Milvus."""
+        self._client.flush(self.collection)
 
     def save(self, path: Path) -> None:
         """Make the rows durable in Milvus and leave a pointer to them at ``path``."""
-        self._client.flush(self.collection)
+        self.flush()
         meta = {k: v for k, v in self.describe().items() if k != "search_params"}
         Path(path).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -217,6 +228,22 @@ class MilvusIndex:
 
     def close(self) -> None:
         self._client.close()
+
+
+class MilvusRows:
+    """A collection's vectors read by row like an array (``rows[ids]``, ``len``, ``shape``),
+    for code written against a memory-mapped matrix: the second encoder's scoring of
+    candidate rows (qa.retrieve.fusion.chunk_scores). Only ever indexed by row arrays."""
+
+    def __init__(self, index: MilvusIndex) -> None:
+        self.index = index
+        self.shape = (index.count(), index.dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.index.fetch(np.asarray(rows, dtype=np.int64))
 
 
 # pymilvus pings its server every 10 s, with or without calls in flight. grpc's default
