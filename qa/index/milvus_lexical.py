@@ -32,7 +32,7 @@ import numpy as np
 
 from qa.errors import IndexMismatch, IndexNotReady
 from qa.index.lexical import BM25Index
-from qa.index.vectors.milvus import _pymilvus, is_local_uri
+from qa.index.vectors.milvus import _pymilvus, is_local_uri, translated
 
 ENGINE = "milvus-sparse"
 _ID, _SPARSE = "id", "weights"
@@ -133,6 +133,7 @@ class MilvusLexical:
         return self
 
     # -- search ---------------------------------------------------------------------------
+    @translated("lexical index")
     def _lookup(self, tokens: Sequence[str]) -> dict[str, tuple[int, float]]:
         """Column and IDF of each known term among ``tokens`` (cached for the last query)."""
         key = frozenset(t for t in tokens if len(t) <= _TERM_LEN)
@@ -169,6 +170,7 @@ class MilvusLexical:
         cols = sorted({c for c, _ in self._lookup(tokens).values()})
         return self.weighted_top({c: 1.0 for c in cols}, k, allowed)
 
+    @translated("lexical index")
     def weighted_top(self, weights: dict[int, float], k: int,
                      allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the ``k`` best passages for query terms weighted by column
