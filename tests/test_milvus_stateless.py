@@ -23,7 +23,7 @@ from qa.config import Settings
 from qa.encoders.base import HashingEmbedder
 from qa.encoders.ensemble import WithSecond
 from qa.errors import IndexNotReady
-from qa.index import milvus_generation
+from qa.index import milvus_registry
 from qa.index.build import build_index
 from qa.index.load import open_index
 from qa.index.vectors.milvus import MilvusRows
@@ -147,7 +147,7 @@ def test_generations_retire_by_the_registry_not_by_file_locks(tmp_path, corpus_d
     gens = [build(), build()]
     # A build that died after registering its generation, before it went live.
     orphan = "g-19990101-000000-dead00"
-    milvus_generation.register(store, orphan)
+    milvus_registry.register(store, orphan)
     gens.append(build())
 
     def live() -> set[str]:
@@ -158,10 +158,10 @@ def test_generations_retire_by_the_registry_not_by_file_locks(tmp_path, corpus_d
 
     # Replaced less than an hour ago: every generation is still there.
     assert live() == set(gens)
-    assert milvus_generation.current(store) == gens[2]
-    assert milvus_generation.retire(store) == []
+    assert milvus_registry.current(store) == gens[2]
+    assert milvus_registry.retire(store) == []
     # Later: all but the live generation and the one it replaced go, the orphan with them.
-    gone = milvus_generation.retire(store, now=time.time() + 7200)
+    gone = milvus_registry.retire(store, now=time.time() + 7200)
     assert set(gone) == {gens[0], orphan}
     assert live() == {gens[1], gens[2]}
     loaded = open_index(tmp_path / "index", fake_embedder, store)
@@ -171,15 +171,15 @@ def test_generations_retire_by_the_registry_not_by_file_locks(tmp_path, corpus_d
 
 def test_nothing_served_when_the_live_generation_is_gone(tmp_path, published, fake_embedder):
     _, store = published
-    gen = milvus_generation.current(store)
+    gen = milvus_registry.current(store)
     assert gen is not None
-    milvus_generation.discard(store, gen)
+    milvus_registry.discard(store, gen)
     with pytest.raises(IndexNotReady, match="qa index"):
         open_index(tmp_path / "absent", fake_embedder, store)
     empty = VectorStore(backend="milvus", uri=store.uri, collection="other")
     with pytest.raises(IndexNotReady, match="no index in Milvus"):
         open_index(tmp_path / "absent", fake_embedder, empty)
-    assert milvus_generation.needs_build(empty)
+    assert milvus_registry.needs_build(empty)
 
 
 class _Jittered(HashingEmbedder):

@@ -169,7 +169,7 @@ def _needs_build(settings: Settings) -> bool:
     """No live generation where the service reads it: the index folder, or (Milvus) the
     registry, so that a replica with no index folder starts without building."""
     if settings.vector_backend == "milvus":
-        from qa.index.milvus_generation import needs_build as published_needs_build
+        from qa.index.milvus_registry import needs_build as published_needs_build
         from qa.service.wiring import make_vector_store
 
         return published_needs_build(make_vector_store(settings))

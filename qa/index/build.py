@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from qa.encoders.base import Embedder, embed
-from qa.index import milvus_generation
+from qa.index import milvus_generation, milvus_registry
 from qa.index.embedding import CALL, EmbedStream, passage_text, sentence_texts
 from qa.index.generations import (
     Previous,
@@ -197,11 +197,11 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                                                  previous.offsets)
         if reuse and prev and prev_gen and nothing_changed(prev, docs, user_words, store_cfg,
                                                            hnsw_threshold, LEXICAL_TOKENIZER) \
-                and (not store_cfg.published or milvus_generation.current(store_cfg) == prev_gen.name):
+                and (not store_cfg.published or milvus_registry.current(store_cfg) == prev_gen.name):
             previous.close()
             remove_unused(index_dir, {prev_gen.name}, store_cfg)
             if store_cfg.published:
-                milvus_generation.retire(store_cfg)
+                milvus_registry.retire(store_cfg)
             return BuildReport(generation=prev_gen.name, unchanged=[d.doc_id for d in docs],
                                chunks=int(prev["counts"]["chunks"]), nothing_changed=True,
                                failed=corpus.failed, warnings=corpus.warnings,
@@ -216,7 +216,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         switched = False
         if store_cfg.published:
             # Before any collection of it exists, so that a crash leaves nothing unknown.
-            milvus_generation.register(store_cfg, gen_name)
+            milvus_registry.register(store_cfg, gen_name)
         report = BuildReport(generation=gen_name, failed=corpus.failed,
                              warnings=corpus.warnings, notes=previous.notes, stages=stages)
         clock.lap("read")
@@ -351,7 +351,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 clock.lap("publish")
             os.replace(tmp, final)
             if store_cfg.published:
-                milvus_generation.switch(store_cfg, gen_name)
+                milvus_registry.switch(store_cfg, gen_name)
                 switched = True
             pointer_tmp = index_dir / "CURRENT.tmp"
             pointer_tmp.write_text(gen_name, encoding="utf-8")
@@ -364,7 +364,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             writer.close(commit=False)
             shutil.rmtree(tmp, ignore_errors=True)
             if store_cfg.published and not switched:
-                milvus_generation.discard(store_cfg, gen_name)
+                milvus_registry.discard(store_cfg, gen_name)
             raise
         finally:
             previous.close()
@@ -373,7 +373,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         remove_unused(index_dir, {gen_name} | ({prev_gen.name} if prev_gen else set()),
                       store_cfg)
         if store_cfg.published:
-            milvus_generation.retire(store_cfg)
+            milvus_registry.retire(store_cfg)
     report.chunks = len(questions)
     report.seconds = time.perf_counter() - started
     return report

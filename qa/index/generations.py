@@ -137,10 +137,10 @@ def remove_unused(index_dir: Path, keep: set[str], store: VectorStore) -> list[s
 
 def _published(store: VectorStore, gen: str) -> bool:
     """A generation published whole to Milvus: its collections are retired by the
-    registry's times (qa.index.milvus_generation.retire), not with its folder."""
+    registry's times (qa.index.milvus_registry.retire), not with its folder."""
     if not store.published:
         return False
-    from qa.index.milvus_generation import is_registered
+    from qa.index.milvus_registry import is_registered
 
     try:
         return is_registered(store, gen)

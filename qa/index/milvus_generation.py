@@ -7,7 +7,8 @@ collection named ``<prefix>_<kind>_<generation>``:
 * the paragraph and sentence vectors and the lexical leg, written by the build as before
   (``vectors``, ``sentences``, ``text`` + ``text_..._terms``);
 * the chunk store (``chunks``, ``docs``: ``qa.index.milvus_store``);
-* the second encoder's paragraph and sentence vectors (``use_vectors``, ``use_sentences``);
+* the second encoder's paragraph and sentence vectors and its translation dictionary
+  (``use_vectors``, ``use_sentences``, ``use_vocab``);
 * a blob collection (``blobs``) with the documents' text, the arrays search reads whole
   (hubness of both encoders, question flags, sentence offsets; each with its SHA-256 in the
   manifest) and, written last, the manifest itself with a ``published`` entry naming all of
@@ -17,19 +18,13 @@ The build then opens the published generation exactly as a replica would (every 
 checksum checked) and only then makes it ``CURRENT`` in the registry
 (``qa.index.milvus_records.Registry``); a crash before that leaves the previous one live.
 
-**Retiring** needs no file lock: the registry records when each generation was replaced, and
-a build drops the collections of every generation that is neither current nor the one just
-replaced, once replaced for ``retire_after_s`` seconds (``QA_MILVUS_RETIRE_AFTER_S``, 0 by
-default: the previous generation is always kept for replicas that have not switched yet,
-and any older one goes). A generation whose build failed before it became current is
-dropped the same way, by the time it was registered.
+Which generation is live, and retiring the others: ``qa.index.milvus_registry``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +35,7 @@ from qa.encoders.base import Embedder
 from qa.errors import IndexNotReady, QAError
 from qa.index.integrity import check_manifest, damaged, manifest_checksum
 from qa.index.loaded import LoadedIndex, _check_shapes, check_fits
-from qa.index.manifest import FORMAT, read_manifest
+from qa.index.manifest import read_manifest
 from qa.index.milvus_records import (
     BLOB_FIELDS,
     Blobs,
@@ -50,6 +45,7 @@ from qa.index.milvus_records import (
     create,
     text_array,
 )
+from qa.index.milvus_registry import _uri
 from qa.index.milvus_store import MilvusChunkStore, collections, publish_store
 from qa.index.second import SecondIndex, check_second
 from qa.index.vectors.milvus import MilvusIndex, MilvusRows, collection_name
@@ -129,13 +125,6 @@ def _vectors(cfg: VectorStore, path: Path, kind: str, gen: str) -> dict[str, Any
         return index.describe()
     finally:
         index.close()
-
-
-def _uri(cfg: VectorStore) -> str:
-    if not cfg.uri:
-        raise ValueError("vector_backend=milvus needs QA_MILVUS_URI (a file path for "
-                         "milvus-lite, or http://host:19530 for a server)")
-    return cfg.uri
 
 
 def open_published(index_dir: Path, embedder: Embedder | None, cfg: VectorStore, *,
@@ -225,139 +214,3 @@ def _second(cfg: VectorStore, manifest: dict[str, Any], published: dict[str, Any
                        MilvusRows(sentences) if sentences else None,  # type: ignore[arg-type]
                        arrays.get("use_hub"), vocab, terms, arrays["use_vocab_cols"],
                        arrays["use_vocab_idf"])
-
-
-# -- the registry: which generation is live, and retiring the others ----------------------
-def register(cfg: VectorStore, gen: str) -> None:
-    client = connect(_uri(cfg), cfg.token)
-    try:
-        Registry(client, cfg.collection).register(gen)
-    finally:
-        client.close()
-
-
-def switch(cfg: VectorStore, gen: str) -> str | None:
-    """Make a published generation current; replicas move to it on their next check."""
-    client = connect(_uri(cfg), cfg.token)
-    try:
-        return Registry(client, cfg.collection).switch(gen)
-    finally:
-        client.close()
-
-
-def current(cfg: VectorStore) -> str | None:
-    client = connect(_uri(cfg), cfg.token)
-    try:
-        return Registry(client, cfg.collection).current()
-    finally:
-        client.close()
-
-
-def current_manifest(cfg: VectorStore) -> dict[str, Any] | None:
-    """The live generation's published manifest (None without one)."""
-    client = connect(_uri(cfg), cfg.token)
-    try:
-        gen = Registry(client, cfg.collection).current()
-        names = collections(cfg.collection, gen) if gen else None
-        if names is None or not client.has_collection(names["blobs"]):
-            return None
-        text = Blobs(client, names["blobs"]).get("manifest")
-        return json.loads(text) if text else None
-    finally:
-        client.close()
-
-
-def needs_build(cfg: VectorStore) -> bool:
-    """No live generation in Milvus, or one this qa cannot load."""
-    try:
-        manifest = current_manifest(cfg)
-    except QAError:
-        raise
-    except Exception:  # noqa: BLE001 - unreadable: `qa index` publishes a new one
-        return True
-    return manifest is None or manifest.get("format") != FORMAT
-
-
-def _drop(client: Any, prefix: str, gen: str) -> list[str]:
-    token = re.sub(r"[^0-9A-Za-z_]", "_", gen)
-    dropped = []
-    for name in client.list_collections():
-        if name.startswith(f"{prefix}_") and (name.endswith(f"_{token}")
-                                             or name.endswith(f"_{token}_terms")):
-            client.drop_collection(name)
-            dropped.append(name)
-    return dropped
-
-
-def discard(cfg: VectorStore, gen: str) -> None:
-    """Best effort, after a failed build: drop what it wrote and forget it."""
-    try:
-        client = connect(_uri(cfg), cfg.token)
-        try:
-            _drop(client, cfg.collection, gen)
-            Registry(client, cfg.collection).forget(gen)
-        finally:
-            client.close()
-    except Exception as exc:  # noqa: BLE001 - the next build's retire() tries again
-        log.warning("could not drop the collections of %s: %s", gen, exc)
-
-
-def retire(cfg: VectorStore, now: float | None = None) -> list[str]:
-    """Drop the generations that are neither current nor the one it replaced, once replaced
-    (or, never current, registered) ``cfg.retire_after_s`` ago; returns their names."""
-    now = time.time() if now is None else now
-    client = connect(_uri(cfg), cfg.token)
-    try:
-        registry = Registry(client, cfg.collection)
-        live = registry.current()
-        entries = registry.entries()
-        if live is None:
-            return []
-        replaced = {g: e["retired_at"] for g, e in entries.items() if e.get("retired_at")}
-        previous = max(replaced, key=lambda g: replaced[g]) if replaced else None
-        live_at = entries.get(live, {}).get("registered_at", now)
-        gone = []
-        for gen, entry in sorted(entries.items()):
-            if gen in (live, previous):
-                continue
-            since = entry.get("retired_at") or entry.get("registered_at", 0.0)
-            if entry.get("retired_at") is None and since > live_at:
-                continue  # registered after the live one: a build still running
-            if now - since < cfg.retire_after_s:
-                continue
-            _drop(client, cfg.collection, gen)
-            registry.forget(gen)
-            gone.append(gen)
-        return gone
-    finally:
-        client.close()
-
-
-def is_registered(cfg: VectorStore, gen: str) -> bool:
-    client = connect(_uri(cfg), cfg.token)
-    try:
-        return gen in Registry(client, cfg.collection).entries()
-    finally:
-        client.close()
-
-
-class PointerReader:
-    """Reads the registry's ``CURRENT`` over one client, for a service's reload checks."""
-
-    def __init__(self, cfg: VectorStore) -> None:
-        self._cfg = cfg
-        self._client: Any = None
-
-    def __call__(self) -> str | None:
-        if self._client is None:
-            self._client = connect(_uri(self._cfg), self._cfg.token)
-        try:
-            return Registry(self._client, self._cfg.collection).current()
-        except Exception:
-            self.close()  # reconnect on the next call
-            raise
-
-    def close(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            client.close()

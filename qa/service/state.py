@@ -69,7 +69,7 @@ class ServiceState:
         """Where the live generation is named: index/CURRENT, or the Milvus registry."""
         if self.settings.vector_backend != "milvus":
             return LocalPointer(self.settings.index_dir)
-        from qa.index.milvus_generation import PointerReader
+        from qa.index.milvus_registry import PointerReader
         from qa.service.wiring import make_vector_store
 
         reader = PointerReader(make_vector_store(self.settings))

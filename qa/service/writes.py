@@ -51,7 +51,7 @@ def indexed_ids(settings: Settings) -> set[str]:
     """The documents of the live generation: its manifest in the index folder, or the one
     published in Milvus (a replica may have no index folder)."""
     if settings.vector_backend == "milvus":
-        from qa.index.milvus_generation import current_manifest
+        from qa.index.milvus_registry import current_manifest
         from qa.service.wiring import make_vector_store
 
         published = current_manifest(make_vector_store(settings))

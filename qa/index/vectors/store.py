@@ -87,7 +87,7 @@ class VectorStore:
     def drop(self, folder: Path) -> None:
         """Best effort: remove a replaced generation's Milvus collections (one built before
         generations were published whole: qa.index.generations.remove_unused leaves the
-        published ones to qa.index.milvus_generation.retire)."""
+        published ones to qa.index.milvus_registry.retire)."""
         try:
             manifest = read_manifest(folder)
         except (OSError, ValueError):
