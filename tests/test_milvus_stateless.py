@@ -240,3 +240,17 @@ def test_the_second_encoder_is_read_from_milvus(tmp_path, corpus_dir):
     finally:
         local.close()
         remote.close()
+
+
+def test_an_unchanged_build_publishes_when_the_registry_names_another(tmp_path, corpus_dir,
+                                                                      fake_embedder):
+    store = VectorStore(backend="milvus", uri=str(tmp_path / "m.db"))
+    first = build_index(corpus_dir, tmp_path / "index", fake_embedder, vector_store=store)
+    again = build_index(corpus_dir, tmp_path / "index", fake_embedder, vector_store=store)
+    assert again.nothing_changed and again.generation == first.generation
+    # Another builder (another folder) publishes; this folder's generation is no longer live.
+    other = build_index(corpus_dir, tmp_path / "other", fake_embedder, vector_store=store)
+    assert milvus_registry.current(store) == other.generation
+    third = build_index(corpus_dir, tmp_path / "index", fake_embedder, vector_store=store)
+    assert not third.nothing_changed and third.unchanged  # vectors reused from the folder
+    assert milvus_registry.current(store) == third.generation
