@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     milvus_index_type: str | None = None
     milvus_index_params: dict[str, int | float | str] = Field(default_factory=dict)
     milvus_search_params: dict[str, int | float | str] = Field(default_factory=dict)
+    # A build drops the Milvus collections of generations older than the one it replaced
+    # once they were replaced this many seconds ago (the previous one is always kept, for
+    # replicas that have not switched yet; docs/SCALING.md, "Retiring generations").
+    milvus_retire_after_s: float = Field(0.0, ge=0, le=30 * 86400)
 
     # `qa index` embeds on a Ray cluster at this address ("local": start one here) with this
     # many encoder actors of `threads` (default 1) CPUs each; docs/SCALING.md.

@@ -3,7 +3,8 @@
 `QA_MILVUS_URI=http://127.0.0.1:P` (a milvus-lite *file* URI opens in one process only).
 Both replicas answer the same questions identically, both pick up a new generation written
 through either of them without a restart, and a write through one is seen through the other
-(docs/SCALING.md, "Several replicas behind one Milvus"). Real processes, the hashing fake
+(docs/SCALING.md, "Several replicas behind one Milvus"); a third replica started with no
+index folder at all serves the same. Real processes, the hashing fake
 embedder. A replica's Milvus connections sit idle for longer than pymilvus's 10 s keepalive
 here, which milvus-lite's own `milvus-lite server` answers with GOAWAY "too_many_pings"."""
 
@@ -123,6 +124,7 @@ def _served_by_both(replicas: list[str], generation: str) -> bool:
 
 def test_two_replicas_share_one_milvus(milvus_server, tmp_path):
     corpus, index = tmp_path / "corpus", tmp_path / "index"
+    absent = tmp_path / "no-index-here"
     shutil.copytree(CORPUS, corpus)
     env = _env(milvus_server, QA_API_KEY=KEY)
     subprocess.run([sys.executable, "-m", "qa", "index", "--corpus", str(corpus), "--index",
@@ -132,15 +134,16 @@ def test_two_replicas_share_one_milvus(milvus_server, tmp_path):
     procs: list[subprocess.Popen] = []
     replicas: list[str] = []
     try:
-        for name in ("a", "b"):
+        # Replica C has no index folder at all: everything it serves comes from Milvus.
+        for name, folder in (("a", index), ("b", index), ("c", absent)):
             port = _free_port()
             log = (tmp_path / f"serve-{name}.log").open("w")
             procs.append(subprocess.Popen(
                 [sys.executable, "-m", "qa", "serve", "--port", str(port), "--corpus",
-                 str(corpus), "--index", str(index)], env=env, stdout=log,
+                 str(corpus), "--index", str(folder)], env=env, stdout=log,
                 stderr=subprocess.STDOUT))
             replicas.append(f"http://127.0.0.1:{port}")
-        a, b = replicas
+        a, b, c = replicas
         for base in replicas:
             ready = _until(lambda base=base: _ready(base), f"{base}/readyz", procs)
             assert ready["index"] == first
@@ -151,7 +154,8 @@ def test_two_replicas_share_one_milvus(milvus_server, tmp_path):
         for q in QUESTIONS:
             for mode in ("auto", "lexical"):
                 got = _search(a, q, mode)
-                assert got == _search(b, q, mode), (q, mode)
+                assert got == _search(b, q, mode) == _search(c, q, mode), (q, mode)
+        assert httpx.get(f"{a}/documents").json() == httpx.get(f"{c}/documents").json()
         assert _search(a, "一主引领", "lexical")
 
         # A write through replica A: both serve the new generation without a restart.
@@ -175,7 +179,7 @@ def test_two_replicas_share_one_milvus(milvus_server, tmp_path):
         hits = _search(b, "量子钟塔", "lexical")
         assert hits and hits[0][0] == "量子钟塔"
         for q in [*QUESTIONS, "量子钟塔 授时"]:
-            assert _search(a, q) == _search(b, q), q
+            assert _search(a, q) == _search(b, q) == _search(c, q), q
 
         # ... and a write through replica B (a removal) is seen through A.
         r = httpx.delete(f"{b}/documents/量子钟塔", headers=AUTH, timeout=30)
@@ -190,9 +194,10 @@ def test_two_replicas_share_one_milvus(milvus_server, tmp_path):
         _until(third_generation, "both replicas on the generation after the removal", procs)
         assert not any(d == "量子钟塔" for d, _, _ in _search(a, "量子钟塔", "lexical"))
         for q in QUESTIONS:
-            assert _search(a, q) == _search(b, q), q
+            assert _search(a, q) == _search(b, q) == _search(c, q), q
     finally:
         for p in procs:
             _stop(p)
-    for name in ("a", "b"):  # no Milvus connection was dropped on the way
+    assert not absent.exists()  # replica C wrote nothing either
+    for name in ("a", "b", "c"):  # no Milvus connection was dropped on the way
         assert "too_many_pings" not in (tmp_path / f"serve-{name}.log").read_text()

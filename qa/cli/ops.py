@@ -158,13 +158,24 @@ def serve(host: Annotated[str | None, typer.Option(
 
     from qa.api import create_app
     from qa.api.server import server_config
-    from qa.index.manifest import needs_build
-
     settings = settings_from(host=host, port=port, corpus_dir=corpus, index_dir=index,
                              model=model)
-    if reindex or needs_build(settings.index_dir):
+    if reindex or _needs_build(settings):
         run_index(settings)
     uvicorn.Server(server_config(create_app(settings), settings)).run()
+
+
+def _needs_build(settings: Settings) -> bool:
+    """No live generation where the service reads it: the index folder, or (Milvus) the
+    registry, so that a replica with no index folder starts without building."""
+    if settings.vector_backend == "milvus":
+        from qa.index.milvus_registry import needs_build as published_needs_build
+        from qa.service.wiring import make_vector_store
+
+        return published_needs_build(make_vector_store(settings))
+    from qa.index.manifest import needs_build
+
+    return needs_build(settings.index_dir)
 
 
 @app.command("milvus-server")

@@ -93,7 +93,12 @@ def _compare(searchers: list[Searcher], bench: Benchmark, mode: str, top_k: int,
         result[sl.name] = {
             "questions": len(qs), "same_top_k": round(same / len(qs), 4),
             "max_score_diff": float(f"{gap:.3g}"),
-            "a": {**metrics(ranks[0]), "p50_ms": round(float(np.median(took[0])), 2)},
-            "b": {**metrics(ranks[1]), "p50_ms": round(float(np.median(took[1])), 2)},
+            "a": {**metrics(ranks[0]), **_latency(took[0])},
+            "b": {**metrics(ranks[1]), **_latency(took[1])},
             "differences": diffs}
     return result
+
+
+def _latency(took: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.median(took)), 2),
+            "p95_ms": round(float(np.percentile(took, 95)), 2)}

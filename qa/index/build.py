@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from qa.encoders.base import Embedder, embed
+from qa.index import milvus_generation, milvus_registry
 from qa.index.embedding import CALL, EmbedStream, passage_text, sentence_texts
 from qa.index.generations import (
     Previous,
@@ -195,9 +196,12 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         prev_vecs, prev_sents, prev_offsets = (previous.vectors, previous.sentences,
                                                  previous.offsets)
         if reuse and prev and prev_gen and nothing_changed(prev, docs, user_words, store_cfg,
-                                                           hnsw_threshold, LEXICAL_TOKENIZER):
+                                                           hnsw_threshold, LEXICAL_TOKENIZER) \
+                and (not store_cfg.published or milvus_registry.current(store_cfg) == prev_gen.name):
             previous.close()
             remove_unused(index_dir, {prev_gen.name}, store_cfg)
+            if store_cfg.published:
+                milvus_registry.retire(store_cfg)
             return BuildReport(generation=prev_gen.name, unchanged=[d.doc_id for d in docs],
                                chunks=int(prev["counts"]["chunks"]), nothing_changed=True,
                                failed=corpus.failed, warnings=corpus.warnings,
@@ -209,6 +213,10 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         gen_name = f"g-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         tmp = index_dir / f".building-{gen_name}"
         tmp.mkdir()
+        switched = False
+        if store_cfg.published:
+            # Before any collection of it exists, so that a crash leaves nothing unknown.
+            milvus_registry.register(store_cfg, gen_name)
         report = BuildReport(generation=gen_name, failed=corpus.failed,
                              warnings=corpus.warnings, notes=previous.notes, stages=stages)
         clock.lap("read")
@@ -337,7 +345,14 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                               hnsw_threshold, (sentences, offsets) if sentence_vectors else None,
                               store_cfg, gen_name, second_meta, bm25, clock)
             final = index_dir / gen_name
+            if store_cfg.published:
+                # Everything a replica reads goes to Milvus, checked by opening it there.
+                milvus_generation.publish(tmp, gen_name, store_cfg, embedder)
+                clock.lap("publish")
             os.replace(tmp, final)
+            if store_cfg.published:
+                milvus_registry.switch(store_cfg, gen_name)
+                switched = True
             pointer_tmp = index_dir / "CURRENT.tmp"
             pointer_tmp.write_text(gen_name, encoding="utf-8")
             with open(pointer_tmp, "rb+") as fh:
@@ -348,6 +363,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         except BaseException:
             writer.close(commit=False)
             shutil.rmtree(tmp, ignore_errors=True)
+            if store_cfg.published and not switched:
+                milvus_registry.discard(store_cfg, gen_name)
             raise
         finally:
             previous.close()
@@ -355,6 +372,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         # does any other a process still holds; the next build removes them.
         remove_unused(index_dir, {gen_name} | ({prev_gen.name} if prev_gen else set()),
                       store_cfg)
+        if store_cfg.published:
+            milvus_registry.retire(store_cfg)
     report.chunks = len(questions)
     report.seconds = time.perf_counter() - started
     return report

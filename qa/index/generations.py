@@ -23,7 +23,7 @@ import numpy as np
 from qa.errors import QAError
 from qa.index.hubness import HUB_K, HUB_SENTENCE_WEIGHT, REFERENCE_BANK, reference_queries
 from qa.index.integrity import verify_files
-from qa.index.load import reading
+from qa.index.loaded import reading
 from qa.index.manifest import FORMAT, read_manifest
 from qa.index.store import ChunkStore
 from qa.index.vectors.store import VectorStore
@@ -128,7 +128,21 @@ def remove_unused(index_dir: Path, keep: set[str], store: VectorStore) -> list[s
             if not free:
                 log.info("keeping %s: a process still reads it", gen.name)
                 continue
-            store.drop(gen)
+            if not _published(store, gen.name):
+                store.drop(gen)
             shutil.rmtree(gen, ignore_errors=True)
             removed.append(gen.name)
     return removed
+
+
+def _published(store: VectorStore, gen: str) -> bool:
+    """A generation published whole to Milvus: its collections are retired by the
+    registry's times (qa.index.milvus_registry.retire), not with its folder."""
+    if not store.published:
+        return False
+    from qa.index.milvus_registry import is_registered
+
+    try:
+        return is_registered(store, gen)
+    except Exception:  # noqa: BLE001 - Milvus unreachable: leave the collections alone
+        return True

@@ -1,4 +1,5 @@
-"""Opening the live generation read-only for search: checked, then held.
+"""Opening the live generation read-only for search: checked, then held. (With the
+Milvus backend it is opened from Milvus alone: ``qa.index.milvus_generation``.)
 
 Loading verifies the files against the manifest's checksums (``qa.index.integrity``) and
 their shapes against each other, and turns any library error of a damaged file (FAISS,
@@ -8,77 +9,33 @@ held by a shared lock on its manifest, so a build never deletes it under a reade
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
 from qa.encoders.base import Embedder
-from qa.errors import IndexMismatch, IndexNotReady, QAError
-from qa.index.integrity import damaged, verify_files
-from qa.index.lexical import BM25Index, LexicalIndex
-from qa.index.manifest import FORMAT, current_generation, read_manifest
-from qa.index.second import SecondIndex, check_second, open_second, same_encoders, second_of
+from qa.errors import IndexNotReady
+from qa.index.integrity import verify_files
+from qa.index.loaded import (
+    LoadedIndex,
+    _check_shapes,
+    _vector_file,
+    check_fits,
+    reading,
+)
+from qa.index.manifest import current_generation, read_manifest
+from qa.index.second import check_second, open_second
 from qa.index.store import ChunkStore
-from qa.index.vectors.base import VectorIndex
 from qa.index.vectors.store import VectorStore
 from qa.ingest.tokenize import Tokenizer
 from qa.locking import SharedLock
 
+__all__ = ["LoadedIndex", "Verify", "open_index", "reading"]
+
 log = logging.getLogger("qa.index")
 Verify = Literal["quick", "full", "none"]
-
-
-@dataclass
-class LoadedIndex:
-    """Everything search needs from one generation, opened read-only."""
-
-    path: Path
-    manifest: dict[str, Any]
-    vectors: VectorIndex
-    lexical: LexicalIndex
-    store: ChunkStore
-    tokenizer: Tokenizer
-    sentences: VectorIndex | None = None
-    sentence_offsets: np.ndarray | None = None
-    sentence_owner: np.ndarray | None = None
-    hub_en: np.ndarray | None = None
-    question_rows: np.ndarray | None = None
-    second: SecondIndex | None = None  # the second encoder's arrays, when the service has one
-    lock: SharedLock | None = field(default=None, repr=False)
-
-    def close(self) -> None:
-        """Close the store's connections (every thread's) and let a build delete the
-        generation. Only once no search uses it any more (qa.service.state counts them)."""
-        self.store.close()
-        for index in (self.vectors, self.sentences):
-            closer = getattr(index, "close", None)
-            if closer is not None:
-                with contextlib.suppress(Exception):
-                    closer()
-        if self.lock is not None:
-            self.lock.release()
-
-
-@contextlib.contextmanager
-def reading(gen: Path, name: str) -> Iterator[None]:
-    """Any error but our own while reading ``name`` means the file is damaged; the library's
-    message and the path go to the log, the client gets the file's name."""
-    try:
-        yield
-    except QAError:
-        raise
-    except Exception as exc:
-        log.warning("cannot load %s: %s: %s", gen / name, type(exc).__name__, exc)
-        raise damaged(gen, name, "it cannot be read") from None
-
-
-def _vector_file(kind: str, meta: dict[str, Any]) -> str:
-    return f"{kind}.milvus.json" if meta.get("engine") == "milvus" else f"{kind}.faiss"
 
 
 def open_index(index_dir: Path, embedder: Embedder | None = None,
@@ -87,6 +44,11 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
     """Open the live generation, refusing one built by other weights than ``embedder`` and
     one whose files fail ``verify`` ("quick": sizes, whole hashes of small files, sampled
     hashes of large ones; "full": every byte; "none")."""
+    if vector_store is not None and vector_store.backend == "milvus":
+        # Everything comes from Milvus: the index folder is not read (docs/SCALING.md).
+        from qa.index.milvus_generation import open_published
+
+        return open_published(index_dir, embedder, vector_store)
     for _ in range(3):
         gen = current_generation(index_dir)
         if gen is None:
@@ -107,22 +69,7 @@ def open_index(index_dir: Path, embedder: Embedder | None = None,
 def _open(gen: Path, lock: SharedLock, embedder: Embedder | None, store_cfg: VectorStore,
           verify: Verify) -> LoadedIndex:
     manifest = read_manifest(gen)
-    if manifest.get("format") != FORMAT:
-        raise IndexMismatch(f"index format {manifest.get('format')!r} is not {FORMAT!r}: "
-                            "rebuild it with `qa index --force`")
-    if embedder is not None and manifest["model"]["fingerprint"] != embedder.fingerprint:
-        raise IndexMismatch(
-            f"the index in {gen.parent} was built with {manifest['model']['id']} "
-            f"({manifest['model']['fingerprint']}), but the service loaded {embedder.model_id} "
-            f"({embedder.fingerprint}); rebuild it with `qa index`")
-    second = second_of(embedder) if embedder is not None else None
-    if second is not None and not same_encoders(manifest, second):
-        old = manifest.get("second") or {}
-        raise IndexMismatch(
-            f"the index in {gen.parent} was built with the second encoder "
-            f"{old.get('id', 'none')} ({old.get('fingerprint', '-')}), but the service loaded "
-            f"{second.model_id} ({second.fingerprint}); rebuild it with `qa index` "
-            "(or set QA_SECOND_ENCODER=none)")
+    second = check_fits(gen, manifest, embedder)
     if verify != "none":
         verify_files(gen, manifest, full=verify == "full")
     with reading(gen, "manifest.json"):
@@ -167,28 +114,3 @@ def _load_arrays(gen: Path, manifest: dict[str, Any], loaded: LoadedIndex,
     if manifest.get("hubness"):
         with reading(gen, "hub_en.npy"):
             loaded.hub_en = np.load(gen / "hub_en.npy")
-
-
-def _check_shapes(gen: Path, manifest: dict[str, Any], idx: LoadedIndex, n: int) -> None:
-    """The files must agree with each other and the manifest, whatever their checksums say
-    (a generation without checksums, or damage outside a large file's samples)."""
-    def need(ok: bool, name: str, what: str) -> None:
-        if not ok:
-            raise damaged(gen, name, what)
-
-    need(idx.vectors.count() == n, _vector_file("vectors", manifest["vectors"]),
-         f"{idx.vectors.count()} vectors for {n} chunks")
-    if isinstance(idx.lexical, BM25Index):
-        need(idx.lexical.size == n
-             and idx.lexical.weights.shape[1] == len(idx.lexical.vocab) == len(idx.lexical.idf),
-             "bm25.npz", "its shape does not match the vocabulary")
-    with reading(gen, "chunks.sqlite"):
-        need(idx.store.count() == n, "chunks.sqlite", f"not {n} chunks")
-    off = idx.sentence_offsets
-    if off is not None and idx.sentences is not None:
-        need(off.ndim == 1 and len(off) == n + 1 and off[0] == 0
-             and bool(np.all(np.diff(off) >= 0)) and off[-1] == idx.sentences.count(),
-             "sentence_offsets.npy", "the offsets do not match the sentence vectors")
-    for name, arr in (("question_rows.npy", idx.question_rows), ("hub_en.npy", idx.hub_en)):
-        if arr is not None:
-            need(arr.shape == (n,), name, f"shape {arr.shape} for {n} chunks")

@@ -32,7 +32,7 @@ import numpy as np
 
 from qa.errors import IndexMismatch, IndexNotReady
 from qa.index.lexical import BM25Index
-from qa.index.vectors.milvus import _pymilvus, is_local_uri
+from qa.index.vectors.milvus import _pymilvus, is_local_uri, translated
 
 ENGINE = "milvus-sparse"
 _ID, _SPARSE = "id", "weights"
@@ -133,6 +133,7 @@ class MilvusLexical:
         return self
 
     # -- search ---------------------------------------------------------------------------
+    @translated("lexical index")
     def _lookup(self, tokens: Sequence[str]) -> dict[str, tuple[int, float]]:
         """Column and IDF of each known term among ``tokens`` (cached for the last query)."""
         key = frozenset(t for t in tokens if len(t) <= _TERM_LEN)
@@ -146,15 +147,37 @@ class MilvusLexical:
         self._last = (key, found)
         return found
 
+    def columns(self, terms: Sequence[str]) -> dict[str, int]:
+        """The BM25 column of each of ``terms`` the vocabulary has."""
+        return {t: c for t, (c, _) in self._lookup(terms).items()}
+
+    def lookup_all(self, terms: Sequence[str]) -> dict[str, tuple[int, float]]:
+        """Column and IDF of every known term among ``terms``, in batches (a build's)."""
+        out: dict[str, tuple[int, float]] = {}
+        for lo in range(0, len(terms), _BATCH // 2):
+            part = [t for t in terms[lo:lo + _BATCH // 2] if len(t) <= _TERM_LEN]
+            if part:
+                got = self._client.query(self.terms,
+                                         filter=f"{_TERM} in [{','.join(map(_quote, part))}]",
+                                         output_fields=[_TERM, _COL, _IDF])
+                out.update({r[_TERM]: (int(r[_COL]), float(r[_IDF])) for r in got})
+        return out
+
     def top(self, tokens: Sequence[str], k: int,
             allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(rows, scores) of the ``k`` best passages, best first, ties by row, as
         ``BM25Index.top``; each distinct query term counts once, as there."""
-        none = np.zeros(0, np.int64), np.zeros(0, np.float32)
-        if k <= 0 or not self.size:
-            return none
         cols = sorted({c for c, _ in self._lookup(tokens).values()})
-        if not cols:
+        return self.weighted_top({c: 1.0 for c in cols}, k, allowed)
+
+    @translated("lexical index")
+    def weighted_top(self, weights: dict[int, float], k: int,
+                     allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, scores) of the ``k`` best passages for query terms weighted by column
+        (the second encoder's translated English words), best first, ties by row: the
+        inner product with each passage's BM25 weights, scores above 0 only."""
+        none = np.zeros(0, np.int64), np.zeros(0, np.float32)
+        if k <= 0 or not self.size or not weights:
             return none
         expr = ""
         if allowed is not None:
@@ -162,7 +185,7 @@ class MilvusLexical:
             if not rows:
                 return none
             expr = f"{_ID} in [{','.join(map(str, rows))}]"
-        hits = self._client.search(self.collection, data=[{c: 1.0 for c in cols}],
+        hits = self._client.search(self.collection, data=[dict(weights)],
                                    anns_field=_SPARSE, filter=expr, limit=min(k, _MAX_LIMIT),
                                    output_fields=[_ID], search_params={"metric_type": "IP"})[0]
         # Float32 scores, as BM25Index.scores sums them: Milvus may sum in float64.

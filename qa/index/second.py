@@ -150,6 +150,10 @@ class SecondIndex:
     hub_en: np.ndarray | None
     vocab: VectorIndex
     vocab_terms: list[str]
+    # Published in Milvus: each dictionary term's BM25 column and IDF, which the local
+    # generation reads off its BM25 vocabulary instead (qa.retrieve.second).
+    vocab_cols: np.ndarray | None = None
+    vocab_idf: np.ndarray | None = None
 
 
 def open_second(gen: Path, manifest: dict[str, Any]) -> SecondIndex:
@@ -175,5 +179,6 @@ def check_second(gen: Path, second: SecondIndex, n: int, offsets: np.ndarray | N
         raise damaged(gen, "use_sentences.npy", "it does not match the sentence offsets")
     if second.hub_en is not None and second.hub_en.shape != (n,):
         raise damaged(gen, "use_hub.npy", f"shape {second.hub_en.shape} for {n} chunks")
-    if second.vocab.count() != len(second.vocab_terms):
+    if second.vocab.count() != len(second.vocab_terms) or (
+            second.vocab_cols is not None and len(second.vocab_cols) != len(second.vocab_terms)):
         raise damaged(gen, "use_vocab.faiss", "it does not match use_vocab.json")

@@ -16,11 +16,14 @@ from qa.encoders.base import Embedder
 from qa.index.lexical import BM25Index
 from qa.index.second import SecondIndex
 from qa.retrieve.fusion import SecondParams, chunk_scores, fuse, top_rows
-from qa.retrieve.translate import english_terms, term_weights, weighted_bm25
+from qa.retrieve.translate import english_terms, nearest, term_weights, weighted_bm25
 
 # Runs the second encoder beside the first: both spend their time in native code that
 # releases the GIL (ONNX Runtime, numpy's BLAS), so at concurrency 1 the question costs
 # about the longer of the two encoders instead of their sum. Threads start on first use.
+# Dictionary neighbours asked beyond the ones kept, so that ties at the cut are broken the
+# same way whichever engine holds the dictionary (qa.retrieve.translate.nearest).
+_TIE_SLACK = 6
 _BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qa-second-encoder")
 
 
@@ -71,19 +74,26 @@ class SecondView:
                  cache_size: int = 4096) -> None:
         self.index = index
         self.embedder = embedder
-        # The translated leg weights BM25 terms itself, so it needs the local BM25 matrix;
-        # with the lexical index in Milvus (docs/SCALING.md) the leg and its confidence
-        # signal are off, and English questions keep e5's confidence model.
-        self.lexical: BM25Index | None = lexical if isinstance(lexical, BM25Index) else None
+        # The translated leg weights BM25 terms: over the local BM25 matrix, or with the
+        # lexical index in Milvus by one weighted sparse search, the dictionary's BM25
+        # columns and IDFs published with the generation (docs/SCALING.md).
+        milvus = index.vocab_cols is not None and not isinstance(lexical, BM25Index)
+        self.lexical: Any = lexical if isinstance(lexical, BM25Index) or milvus else None
         self.offsets = sentence_offsets if index.sentence_matrix is not None else None
         self.params = params
         self.scan = scan
         self._queries = _Cache(cache_size)
         self._terms = _Cache(4 * cache_size)
         # Dictionary row -> BM25 column (the same generation's vocabulary, so all present).
-        vocab = self.lexical.vocab if self.lexical is not None else {}
-        self._vocab_cols = np.asarray([vocab.get(t, -1) for t in index.vocab_terms],
-                                      dtype=np.int64)
+        self._col_idf: dict[int, float] = {}
+        if milvus and index.vocab_cols is not None and index.vocab_idf is not None:
+            self._vocab_cols = np.asarray(index.vocab_cols, dtype=np.int64)
+            self._col_idf = dict(zip(index.vocab_cols.tolist(), index.vocab_idf.tolist(),
+                                     strict=True))
+        else:
+            vocab = self.lexical.vocab if self.lexical is not None else {}
+            self._vocab_cols = np.asarray([vocab.get(t, -1) for t in index.vocab_terms],
+                                          dtype=np.int64)
 
     def active(self, english: bool) -> bool:
         return self.params.weight(english) > 0
@@ -202,24 +212,41 @@ class SecondView:
         if lex is None or not terms or not len(self._vocab_cols):
             return {}, {"translated_share": 0.0, "translated_best": 0.0}
         vecs = self._terms.get_many(terms, self._encode, self.embedder.dim)
-        sims, ids = self.index.vocab.search(vecs, p.translate_per_term)
+        sims, ids = nearest(*self.index.vocab.search(vecs, p.translate_per_term + _TIE_SLACK),
+                            p.translate_per_term)
         # A word the corpus knows: one with a translation among its terms, or one that it
         # uses as it is (digits, GDP, 5G). Unanswerable questions name things it does not.
         words = [i for i, t in enumerate(terms) if " " not in t]
-        known = [sims[i, 0] >= p.translate_floor or terms[i] in lex.vocab for i in words]
+        as_is = lex.vocab if isinstance(lex, BM25Index) else \
+            lex.columns([terms[i] for i in words])
+        known = [sims[i, 0] >= p.translate_floor or terms[i] in as_is for i in words]
         found = {"translated_share": float(np.mean(known)) if words else 0.0,
                  "translated_best": 0.0}
         weights = term_weights(sims, ids, self._vocab_cols, p.translate_floor)
         if not weights:
             return {}, found
-        scores, bound = weighted_bm25(lex.weights, lex.idf, lex.k1, weights)
-        rows = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
-        sub = scores[rows]
-        hit = np.flatnonzero(sub > 0)
-        if not hit.size:
+        rows, sub, bound = self._weighted(weights, k, allowed)
+        if not rows.size:
             return {}, found
-        hit = hit[top_rows(sub[hit], k)]
-        best = float(sub[hit].max())
+        best = float(sub.max())
         found["translated_best"] = best / bound if bound else 0.0
         scale = 0.5 * bound + 0.5 * best
-        return {int(rows[h]): float(sub[h]) / scale for h in hit}, found
+        return {int(r): float(s) / scale for r, s in zip(rows, sub, strict=True)}, found
+
+    def _weighted(self, weights: dict[int, float], k: int, allowed: list[int] | None
+                  ) -> tuple[np.ndarray, np.ndarray, float]:
+        """Rows and BM25 scores of the best ``k`` chunks (above 0) for weighted terms, and
+        the bound of any chunk's score."""
+        lex = self.lexical
+        if not isinstance(lex, BM25Index):
+            bound = 0.0
+            for c, w in weights.items():  # summed as weighted_bm25 sums it
+                bound += w * self._col_idf[c] * (lex.k1 + 1)
+            rows, scores = lex.weighted_top(weights, k, allowed)
+            return rows, scores, bound
+        scores, bound = weighted_bm25(lex.weights, lex.idf, lex.k1, weights)
+        every = np.arange(len(scores)) if allowed is None else np.asarray(allowed, np.int64)
+        sub = scores[every]
+        hit = np.flatnonzero(sub > 0)
+        hit = hit[top_rows(sub[hit], k)] if hit.size else hit
+        return every[hit], sub[hit], bound

@@ -57,6 +57,16 @@ def english_terms(query: str, max_terms: int = 24) -> list[str]:
     return list(dict.fromkeys(out))[:max_terms]
 
 
+def nearest(sims: np.ndarray, ids: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` best of each row of a vector search's (scores, ids), ties (to 1e-6) broken
+    by the lower id: engines order tied neighbours as they like (FAISS and Milvus do
+    differently), so a caller that asks for a few more than ``k`` gets the same terms
+    from either."""
+    keys = np.where(ids >= 0, -np.round(sims.astype(np.float64), 6), np.inf)
+    order = np.lexsort((np.where(ids >= 0, ids, np.iinfo(np.int64).max), keys), axis=1)[:, :k]
+    return np.take_along_axis(sims, order, 1), np.take_along_axis(ids, order, 1)
+
+
 def term_weights(sims: np.ndarray, ids: np.ndarray, columns: np.ndarray,
                  floor: float) -> dict[int, float]:
     """BM25 query weights from each English term's nearest corpus terms (``sims`` and

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -27,24 +26,10 @@ from qa.config import Settings
 from qa.encoders.base import Embedder
 from qa.errors import IndexNotReady, QAError
 from qa.index.load import open_index
-from qa.index.manifest import generation_name
 from qa.retrieve.search import Searcher
+from qa.service.pointer import LocalPointer, PublishedPointer, Stamp
 
 log = logging.getLogger("qa.api")
-Stamp = tuple[tuple[str, int, int, int], ...] | None
-
-
-def _stamp(gen: str | None, index_dir: os.PathLike[str]) -> Stamp:
-    """Name, size, mtime and inode of every file of a generation: any write, truncation or
-    replacement changes it. A dozen stat calls, cheap enough for every reload check."""
-    if gen is None:
-        return None
-    try:
-        with os.scandir(os.path.join(index_dir, gen)) as it:
-            return tuple(sorted((e.name, (s := e.stat()).st_size, s.st_mtime_ns, s.st_ino)
-                                for e in it))
-    except OSError:
-        return None
 
 
 @dataclass(eq=False)
@@ -78,12 +63,23 @@ class ServiceState:
         self._served: _Served | None = None
         self._failed: tuple[str | None, Stamp] | None = None
         self._checked_at = 0.0
+        self._source = self._pointer_source()
+
+    def _pointer_source(self) -> LocalPointer | PublishedPointer:
+        """Where the live generation is named: index/CURRENT, or the Milvus registry."""
+        if self.settings.vector_backend != "milvus":
+            return LocalPointer(self.settings.index_dir)
+        from qa.index.milvus_registry import PointerReader
+        from qa.service.wiring import make_vector_store
+
+        reader = PointerReader(make_vector_store(self.settings))
+        return PublishedPointer(reader, lambda: self.reload_check_s, reader.close)
 
     def _pointer(self) -> str | None:
-        try:
-            return generation_name((self.settings.index_dir / "CURRENT").read_bytes())
-        except OSError:
-            return None
+        return self._source.current()
+
+    def _stamp(self, gen: str | None) -> Stamp:
+        return self._source.stamp(gen)
 
     # -- loading ------------------------------------------------------------------------
     def load(self) -> None:
@@ -100,7 +96,7 @@ class ServiceState:
     def _load_locked(self) -> None:
         self.loading = True
         pointer = self._pointer()
-        stamp = _stamp(pointer, self.settings.index_dir)
+        stamp = self._stamp(pointer)
         try:
             if self.embedder is None:
                 from qa.encoders.batching import MicroBatchingEmbedder
@@ -124,7 +120,7 @@ class ServiceState:
             except BaseException:
                 index.close()
                 raise
-            self._swap(searcher, _stamp(index.path.name, self.settings.index_dir)
+            self._swap(searcher, self._stamp(index.path.name)
                        if index.path.name != pointer else stamp)
         except QAError as exc:
             self._failed_load(exc, pointer, stamp)
@@ -168,7 +164,7 @@ class ServiceState:
 
     # -- generations in use -------------------------------------------------------------
     def _changed(self, served: _Served) -> bool:
-        return _stamp(served.name, self.settings.index_dir) != served.stamp
+        return self._stamp(served.name) != served.stamp
 
     def _retire(self, served: _Served) -> None:
         with self._refs_lock:
@@ -204,6 +200,7 @@ class ServiceState:
             served, self._served, self.searcher = self._served, None, None
         if served is not None:
             self._retire(served)
+        self._source.close()
 
     def start_background_load(self) -> threading.Thread:
         self.loading = True
@@ -216,7 +213,7 @@ class ServiceState:
         served = self._served
         if pointer is None:
             return False
-        if self._failed == (pointer, _stamp(pointer, self.settings.index_dir)):
+        if self._failed == (pointer, self._stamp(pointer)):
             # That generation failed as it is; retry when it or CURRENT changes, or when the
             # generation still served changes under us.
             return served is not None and self._changed(served)

@@ -50,4 +50,5 @@ def make_vector_store(settings: Settings):
                        token=settings.milvus_token, collection=settings.milvus_collection,
                        index_type=settings.milvus_index_type,
                        index_params=dict(settings.milvus_index_params) or None,
-                       search_params=dict(settings.milvus_search_params) or None)
+                       search_params=dict(settings.milvus_search_params) or None,
+                       retire_after_s=settings.milvus_retire_after_s)

@@ -48,6 +48,14 @@ def add_document(settings: Settings, filename: str | None, source: BinaryIO,
 
 
 def indexed_ids(settings: Settings) -> set[str]:
+    """The documents of the live generation: its manifest in the index folder, or the one
+    published in Milvus (a replica may have no index folder)."""
+    if settings.vector_backend == "milvus":
+        from qa.index.milvus_registry import current_manifest
+        from qa.service.wiring import make_vector_store
+
+        published = current_manifest(make_vector_store(settings))
+        return set(published["documents"]) if published else set()
     gen = current_generation(settings.index_dir)
     return set(read_manifest(gen)["documents"]) if gen else set()
 

@@ -13,15 +13,20 @@ reopens. The token is never written anywhere; it comes from settings at load tim
 
 from __future__ import annotations
 
+import functools
 import json
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
-from qa.errors import IndexMismatch, IndexNotReady, ModelUnavailable
+from qa.errors import IndexMismatch, IndexNotReady, ModelUnavailable, QAError
+
+log = logging.getLogger("qa.index")
+F = TypeVar("F", bound=Callable[..., Any])
 
 _ID, _VEC = "id", "vector"
 _INSERT_BATCH = 5_000  # 5,000 x 384 float32 is ~8 MB, well under gRPC's 64 MB message cap
@@ -43,6 +48,24 @@ def _pymilvus():
                                "file URI): run `pip install 'qa[milvus]'` or "
                                "`pip install pymilvus milvus-lite`") from exc
     return pymilvus
+
+
+def translated(what: str) -> Callable[[F], F]:
+    """A Milvus call at query time: any error but ours becomes an IndexNotReady (503,
+    details in the log), never an unexpected 500."""
+    def wrap(fn: F) -> F:
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except QAError:
+                raise
+            except Exception as exc:
+                log.warning("Milvus %s failed: %s: %s", what, type(exc).__name__, exc)
+                raise IndexNotReady(f"the {what} in Milvus cannot be read now; retry (the "
+                                    "server log has the details)") from None
+        return call  # type: ignore[return-value]
+    return wrap
 
 
 def is_local_uri(uri: str) -> bool:
@@ -148,6 +171,7 @@ class MilvusIndex:
                 {_ID: self._count + lo + i, _VEC: v} for i, v in enumerate(block)])
         self._count += len(vecs)
 
+    @translated("vector index")
     def search(self, queries: np.ndarray, k: int,
                allowed: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (scores, ids) per query row; ids are -1 where fewer than k exist."""
@@ -181,6 +205,14 @@ class MilvusIndex:
                else np.asarray(rows, dtype=np.int64).reshape(-1))
         if ids.size == 0:
             return np.zeros(0, np.float32)
+        return self.fetch(ids) @ q
+
+    @translated("vector index")
+    def fetch(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of ``rows``, in the order given, as an (n, dim) array."""
+        ids = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if ids.size == 0:
+            return np.zeros((0, self.dim), np.float32)
         unique = np.unique(ids)
         found: dict[int, np.ndarray] = {}
         for lo in range(0, len(unique), _FETCH_BATCH):
@@ -194,11 +226,15 @@ class MilvusIndex:
         if missing:
             raise IndexMismatch(f"Milvus collection {self.collection!r} lacks rows "
                                 f"{missing[:5]}: rebuild the index with `qa index`")
-        return np.stack([found[int(i)] for i in ids]) @ q
+        return np.stack([found[int(i)] for i in ids])
+
+    def flush(self) -> None:
+        """Make the rows durable in Milvus."""
+        self._client.flush(self.collection)
 
     def save(self, path: Path) -> None:
         """Make the rows durable in Milvus and leave a pointer to them at ``path``."""
-        self._client.flush(self.collection)
+        self.flush()
         meta = {k: v for k, v in self.describe().items() if k != "search_params"}
         Path(path).write_text(json.dumps(meta, indent=2), encoding="utf-8")
 
@@ -217,6 +253,22 @@ class MilvusIndex:
 
     def close(self) -> None:
         self._client.close()
+
+
+class MilvusRows:
+    """A collection's vectors read by row like an array (``rows[ids]``, ``len``, ``shape``),
+    for code written against a memory-mapped matrix: the second encoder's scoring of
+    candidate rows (qa.retrieve.fusion.chunk_scores). Only ever indexed by row arrays."""
+
+    def __init__(self, index: MilvusIndex) -> None:
+        self.index = index
+        self.shape = (index.count(), index.dim)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        return self.index.fetch(np.asarray(rows, dtype=np.int64))
 
 
 # pymilvus pings its server every 10 s, with or without calls in flight. grpc's default

@@ -1,4 +1,5 @@
-"""Where a generation's vectors live: FAISS files inside it, or Milvus collections."""
+"""Where a generation lives: FAISS and BM25 files inside its folder, or Milvus collections
+(then the whole generation is published there too: qa.index.milvus_generation)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ class VectorStore:
     index_type: str | None = None
     index_params: dict[str, Any] | None = None
     search_params: dict[str, Any] | None = None
+    # Milvus: how long a replaced generation's collections outlive its replacement
+    # (beyond the previous generation, which is always kept); QA_MILVUS_RETIRE_AFTER_S.
+    retire_after_s: float = 0.0
 
     def _file(self, folder: Path, kind: str, engine: str) -> Path:
         return folder / (f"{kind}.milvus.json" if engine == "milvus" else f"{kind}.faiss")
@@ -74,8 +78,16 @@ class VectorStore:
 
         return BM25Index.load(folder)
 
+    # -- Milvus: the generation published, its registry and retirement --------------------
+    @property
+    def published(self) -> bool:
+        """Whether generations are published whole to Milvus (and served from there)."""
+        return self.backend == "milvus"
+
     def drop(self, folder: Path) -> None:
-        """Best effort: remove a replaced generation's Milvus collections."""
+        """Best effort: remove a replaced generation's Milvus collections (one built before
+        generations were published whole: qa.index.generations.remove_unused leaves the
+        published ones to qa.index.milvus_registry.retire)."""
         try:
             manifest = read_manifest(folder)
         except (OSError, ValueError):
