@@ -13,8 +13,11 @@ Layout of ``index/``::
 A build writes a new generation beside the live one and only then switches CURRENT, so a
 crash or Ctrl-C mid-build leaves the previous index fully usable. It streams: each chunk
 goes to the chunk store, the BM25 postings and the encoders' window (qa.index.embedding)
-as it is cut, so beside the documents' text it holds only the vectors and the index arrays
-themselves. Documents whose bytes,
+as it is cut, each window's vectors are appended to the generation's vector files
+(qa.index.rows), and the vector indexes and hubness are written from those files a block at
+a time; the corpus's text is read whole (the lexicon is mined from all of it) and each
+document's is dropped once it is cut (the store keeps it). What grows in memory with the
+corpus beyond that is the BM25 postings and a few bytes per chunk. Documents whose bytes,
 the chunker and the embedder are unchanged keep their vectors, taken only from a previous
 generation that passes a full verification of its checksums; only new or changed ones are
 embedded again, and removed ones are gone from the new generation. When nothing changed,
