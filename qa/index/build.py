@@ -280,7 +280,6 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 doc_entries[doc.doc_id] = {"sha256": doc.sha256, "path": doc.path,
                                            "title": doc.title, "chunks": len(rows),
                                            "meta_sha256": doc_meta_sha256(doc)}
-                del doc, rows
             stream.flush()
             writer.close()
             stages["embed"] = round(stream.seconds, 3)

@@ -41,6 +41,7 @@ POINTS = [
     ("qa.index.build._embed_window", 1, "before"),
     ("qa.index.build._embed_window", 1, "after"),  # vectors being appended to their files
     ("numpy.save", 1, "before"),  # the vector files complete, no index written yet
+    ("numpy.save", 1, "after"),
     ("qa.index.vectors.faiss.write_flat", 1, "after"),
     ("numpy.save", 2, "before"),
     ("numpy.save", 2, "after"),
