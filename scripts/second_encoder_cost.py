@@ -102,25 +102,34 @@ def main() -> None:
     ap.add_argument("--passages", type=int, default=240)
     ap.add_argument("--requests", type=int, default=60, help="per language, round and server")
     ap.add_argument("--rounds", type=int, default=6)
+    ap.add_argument("--http-only", action="store_true",
+                    help="skip the per-passage and per-query parts")
+    ap.add_argument("--index", type=Path,
+                    help="an index of the shipped corpus built with both encoders (default: "
+                         "build one in a temporary folder)")
     a = ap.parse_args()
     # The machine is shared: the load average says how much of the wall time is waiting.
     out: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
                  "loadavg_start": os.getloadavg()}
     ensemble = make_embedder(Settings(allow_download=False))
-    out["per_passage"] = per_passage(ensemble.primary, ensemble.second,
-                                     _passages(a.data_dir, a.passages))
+    if not a.http_only:
+        out["per_passage"] = per_passage(ensemble.primary, ensemble.second,
+                                         _passages(a.data_dir, a.passages))
     xq = a.data_dir / "xquad"
     english = _questions(xq / "xquad.en.json")
     chinese = _questions(xq / "xquad.zh.json")
     with tempfile.TemporaryDirectory(prefix="qa-second-cost-") as tmp:
         work = Path(tmp)
-        build_index(ROOT / "corpus", work / "index", ensemble)
-        out["per_english_query"] = per_query(work / "index", ensemble, english[-200:])
+        index = a.index or work / "index"
+        if a.index is None:
+            build_index(ROOT / "corpus", index, ensemble)
+        if not a.http_only:
+            out["per_english_query"] = per_query(index, ensemble, english[-200:])
         servers = {}
         results: dict[str, dict[str, list[float]]] = {}
-        with h.serve(work / "index", ROOT / "corpus", {"QA_SECOND_ENCODER": "none"},
+        with h.serve(index, ROOT / "corpus", {"QA_SECOND_ENCODER": "none"},
                      work / "none.log", cwd=ROOT) as servers["none"], \
-                h.serve(work / "index", ROOT / "corpus",
+                h.serve(index, ROOT / "corpus",
                         {"QA_SECOND_ENCODER": "use-multilingual"}, work / "use.log",
                         cwd=ROOT) as servers["use-multilingual"]:
             for s in servers.values():

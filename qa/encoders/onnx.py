@@ -192,6 +192,10 @@ def _session(path: Path, threads: int) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3
+    # The pool's threads spin while a run lasts (the encoder is fastest so) but stop when
+    # it ends: left spinning, they took the core from whatever ran next, the second
+    # encoder's question above all (2.9 against 4.4 ms; docs/PERFORMANCE.md).
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
