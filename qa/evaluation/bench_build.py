@@ -38,25 +38,39 @@ PER_DOC = 25
 OPTIONS = ("paragraphs-only", "no-second")
 
 
-def _rss_mb() -> float:
+def _memory_mb() -> tuple[float, float]:
+    """(resident, anonymous resident) MiB of this process. The second leaves out pages of
+    mapped files (shared or not), which the kernel can drop and reread: what a build truly
+    holds."""
     with open("/proc/self/statm", encoding="ascii") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+        fields = fh.read().split()
+    page = os.sysconf("SC_PAGE_SIZE") / 2**20
+    return int(fields[1]) * page, (int(fields[1]) - int(fields[2])) * page
+
+
+def _rss_mb() -> float:
+    return _memory_mb()[0]
 
 
 class PeakRss:
-    """The largest resident set of this process while the ``with`` block runs, sampled every
-    20 ms (ru_maxrss would also count loading the models, which happens before)."""
+    """The largest resident set of this process while the ``with`` block runs, and the
+    largest anonymous part of it, sampled every 20 ms (ru_maxrss would also count loading
+    the models, which happens before)."""
 
     def __init__(self) -> None:
-        self.peak = 0.0
+        self.peak = self.peak_anon = 0.0
         self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        rss, anon = _memory_mb()
+        self.peak, self.peak_anon = max(self.peak, rss), max(self.peak_anon, anon)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, _rss_mb())
+            self._sample()
 
     def __enter__(self) -> PeakRss:
-        self.peak = _rss_mb()
+        self._sample()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -64,7 +78,7 @@ class PeakRss:
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, _rss_mb())
+        self._sample()
 
 
 def source_paragraphs(data_dir: Path) -> list[str]:
@@ -110,7 +124,7 @@ def measure(corpus: Path, index: Path, backend: str, second_encoder: str,
     second = getattr(emb, "second", None)
     if second is not None:
         second.embed_batch(["预热一下。", "warm up"], "passage")
-    before = _rss_mb()
+    before, anon_before = _memory_mb()
     with PeakRss() as peak:
         report = build_index(corpus, index, emb, batch_size=settings.batch_size)
     gen = current_generation(index)
@@ -126,6 +140,8 @@ def measure(corpus: Path, index: Path, backend: str, second_encoder: str,
             "stages": report.stages, "rss_before_build_mb": round(before, 1),
             "peak_rss_mb": round(peak.peak, 1),
             "build_extra_peak_mb": round(peak.peak - before, 1),
+            "anon_before_build_mb": round(anon_before, 1),
+            "build_extra_peak_anon_mb": round(peak.peak_anon - anon_before, 1),
             "vectors_mb": round(vec_mb, 1)}
 
 

@@ -97,8 +97,9 @@ def _build_scale(scale: dict[str, Any]) -> list[str]:
     out = ["", "### Synthetic build at scale (paragraphs of XQuAD and CMRC repeated, 25 to a "
            "document; a fresh process each, `python -m qa.evaluation.bench_build`)", "",
            "| paragraphs | encoders | chunks | sentence vectors | seconds | passages/s | "
-           "ms/passage | RSS before build | peak RSS | peak − before | vectors kept |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+           "ms/passage | RSS before build | peak RSS | peak − before | anonymous: peak − "
+           "before | vectors kept |",
+           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n, r in scale.items():
         if "error" in r:
             out.append(f"| {n} | error: {str(r['error'])[-120:]!r} |")
@@ -109,6 +110,7 @@ def _build_scale(scale: dict[str, Any]) -> list[str]:
                    f"{_f(r['seconds'], 1)} | {_f(r['passages_per_s'])} | "
                    f"{_f(r['ms_per_passage'])} | {_f(r['rss_before_build_mb'], 0)} MiB | "
                    f"{_f(r['peak_rss_mb'], 0)} MiB | {_f(r['build_extra_peak_mb'], 0)} MiB | "
+                   f"{_f(r.get('build_extra_peak_anon_mb'), 0)} MiB | "
                    f"{_f(r['vectors_mb'], 0)} MiB |")
     return out
 

@@ -13,8 +13,11 @@ Layout of ``index/``::
 A build writes a new generation beside the live one and only then switches CURRENT, so a
 crash or Ctrl-C mid-build leaves the previous index fully usable. It streams: each chunk
 goes to the chunk store, the BM25 postings and the encoders' window (qa.index.embedding)
-as it is cut, so beside the documents' text it holds only the vectors and the index arrays
-themselves. Documents whose bytes,
+as it is cut, each window's vectors are appended to the generation's vector files
+(qa.index.rows), and the vector indexes and hubness are written from those files a block at
+a time; the corpus's text is read whole (the lexicon is mined from all of it) and each
+document's is dropped once it is cut (the store keeps it). What grows in memory with the
+corpus beyond that is the BM25 postings and a few bytes per chunk. Documents whose bytes,
 the chunker and the embedder are unchanged keep their vectors, taken only from a previous
 generation that passes a full verification of its checksums; only new or changed ones are
 embedded again, and removed ones are gone from the new generation. When nothing changed,
@@ -30,7 +33,7 @@ import shutil
 import time
 from array import array
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +41,7 @@ import numpy as np
 
 from qa.encoders.base import Embedder, embed
 from qa.index import milvus_generation, milvus_registry
-from qa.index.embedding import CALL, EmbedStream, passage_text, sentence_texts
+from qa.index.embedding import CALL, EmbedStream, Sinks, passage_text
 from qa.index.generations import (
     Previous,
     doc_meta_sha256,
@@ -50,6 +53,7 @@ from qa.index.generations import (
 from qa.index.hubness import hub_scores, reference_queries
 from qa.index.lexical import BM25Builder, BM25Index
 from qa.index.manifest import FORMAT, current_generation, fsync_dir, write_manifest
+from qa.index.rows import Rows, RowWriter
 from qa.index.second import (
     open_previous_second,
     same_encoders,
@@ -228,27 +232,33 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             prev_docs, prev_store = {}, None
         dim2 = second.dim if second is not None else 0
         # Streamed: each document's chunks go to the store, the BM25 postings and the
-        # encoders' window as they are cut; the vectors are the only thing that grows.
+        # encoders' window as they are cut, and the window's vectors to the generation's
+        # files; what grows in memory is the BM25 postings and a few bytes per chunk.
+        sinks = Sinks(RowWriter(tmp / "vectors.npy", embedder.dim),
+                      RowWriter(tmp / "sentences.npy", embedder.dim) if sentence_vectors
+                      else None,
+                      RowWriter(tmp / "use_vectors.npy", dim2) if second is not None else None,
+                      RowWriter(tmp / "use_sentences.npy", dim2)
+                      if second is not None and sentence_vectors else None)
         writer = StoreWriter(tmp / "chunks.sqlite")
         lexicon = BM25Builder()
         questions = array("b")
-        vec_parts: list[np.ndarray] = []
-        sent_parts: list[np.ndarray] = []
-        sec_parts: list[np.ndarray] = []
-        sec_sent_parts: list[np.ndarray] = []
-        sent_counts = array("q")
         doc_entries: dict[str, Any] = {}
         reused_second = 0
 
         def embed_first(texts: Sequence[str]) -> np.ndarray:
             return _embed_window(embedder, texts, batch_size, embed_passages)
 
-        stream = EmbedStream(embed_first, second, batch_size=batch_size,
+        stream = EmbedStream(embed_first, second, sinks, batch_size=batch_size,
                              progress=(lambda done, known: progress("embed", done, known))
                              if progress else None)
         try:
             writer.add_documents(docs, corpus.extracted)
-            for doc in docs:
+            # The texts are in the store now: each is dropped once its document is cut, so
+            # the corpus's text is not held beside the build's index structures.
+            corpus.extracted.clear()
+            for at, doc in enumerate(docs):
+                docs[at] = replace(doc, text="")
                 old = prev_docs.get(doc.doc_id)
                 first = len(questions)
                 if old and old["sha256"] == doc.sha256 and prev_store is not None \
@@ -258,53 +268,19 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                     old_rows = [r for r, _, _ in kept]
                     rows = [(first + i, ch, toks if same_lexicon else tokenizer(ch.clean_text))
                             for i, (_, ch, toks) in enumerate(kept)]
-                    vec_parts.append(np.asarray(prev_vecs[old_rows], dtype=np.float32))
-                    if second_old is not None:
-                        sec_parts.append(np.asarray(second_old["vectors"][old_rows], np.float32))
-                        reused_second += len(old_rows)
-                    if prev_offsets is not None and prev_sents is not None and old_rows:
-                        # A document's rows are contiguous, and so are their sentences.
-                        lo, hi = prev_offsets[old_rows[0]], prev_offsets[old_rows[-1] + 1]
-                        sent_parts.append(np.asarray(prev_sents[lo:hi], dtype=np.float32))
-                        sent_counts.extend(np.diff(prev_offsets[old_rows[0]:old_rows[-1] + 2]))
+                    if old_rows:
+                        stream.add_rows(prev_vecs[old_rows],
+                                        *_reused_sentences(prev_sents, prev_offsets, old_rows),
+                                        *_reused_second(second_old, old_rows))
                         if second_old is not None:
-                            olo = second_old["offsets"][old_rows[0]]
-                            ohi = second_old["offsets"][old_rows[-1] + 1]
-                            sec_sent_parts.append(np.asarray(
-                                second_old["sentences"][olo:ohi], np.float32))
+                            reused_second += len(old_rows)
                 else:
                     (report.changed if old else report.added).append(doc.doc_id)
                     chunks = chunk(doc, max_tokens=window, count_tokens=embedder.count_tokens)
-                    part = np.zeros((len(chunks), embedder.dim), dtype=np.float32)
-                    part2 = np.zeros((len(chunks), dim2), dtype=np.float32) \
-                        if second is not None else None
-                    vec_parts.append(part)
-                    if part2 is not None:
-                        sec_parts.append(part2)
                     rows = [(first + i, ch, tokenizer(ch.clean_text))
                             for i, ch in enumerate(chunks)]
-                    # One block of sentence rows per document (views per chunk): tens of
-                    # thousands of tiny arrays fragmented the heap, and their memory stayed
-                    # in the process after the final concatenation.
-                    counts = [max(1, len(sentence_texts(ch))) for ch in chunks] \
-                        if sentence_vectors else [0] * len(chunks)
-                    cuts = np.cumsum(counts)[:-1]
-                    sents_of = sents2_of = None
-                    if sentence_vectors:
-                        block = np.zeros((sum(counts), embedder.dim), dtype=np.float32)
-                        sent_parts.append(block)
-                        sent_counts.extend(counts)
-                        sents_of = np.split(block, cuts)
-                        if second is not None:
-                            block2 = np.zeros((sum(counts), dim2), dtype=np.float32)
-                            sec_sent_parts.append(block2)
-                            sents2_of = np.split(block2, cuts)
-                    for i, ch in enumerate(chunks):
-                        stream.add(ch, passage_text(ch, doc.title, embed_context),
-                                   stream.slots(part[i],
-                                                sents_of[i] if sents_of is not None else None,
-                                                part2[i] if part2 is not None else None,
-                                                sents2_of[i] if sents2_of is not None else None))
+                    for ch in chunks:
+                        stream.add_chunk(ch, passage_text(ch, doc.title, embed_context))
                 writer.add_chunks(rows)
                 for _, ch, toks in rows:
                     lexicon.add(toks)
@@ -323,18 +299,20 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             report.embedded = stream.chunks
             report.sentences_embedded = stream.sentence_texts
             n = len(questions)
-            vectors = _stack(vec_parts, embedder.dim)
             offsets = np.zeros(n + 1, dtype=np.int64)
             if sentence_vectors:
-                np.cumsum(np.frombuffer(sent_counts, dtype=np.int64), out=offsets[1:])
-            sentences = _stack(sent_parts, embedder.dim)
+                np.cumsum(np.frombuffer(stream.sentence_counts, dtype=np.int64), out=offsets[1:])
+            vectors = sinks.vectors.close()
+            sentences = sinks.sentences.close() if sinks.sentences is not None else None
             bm25 = lexicon.finish()
+            del lexicon
             clock.lap("store+bm25")
             second_meta = None
-            if second is not None:
+            if second is not None and sinks.second is not None:
                 second_meta = write_second(
-                    tmp, second, _stack(sec_parts, dim2),
-                    _stack(sec_sent_parts, dim2) if sentence_vectors else None,
+                    tmp, second, sinks.second.close(),
+                    sinks.second_sentences.close() if sinks.second_sentences is not None
+                    else None,
                     offsets if sentence_vectors else None, stream.second_texts,
                     second_old if reuse else None, vocabulary_terms(bm25.vocab, bm25.idf),
                     batch_size, gen_name, hnsw_threshold)
@@ -342,7 +320,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 clock.lap("second")
             _write_generation(tmp, docs, np.frombuffer(questions, dtype=np.int8).astype(bool),
                               vectors, embedder, chunker, doc_entries, tokenizer,
-                              hnsw_threshold, (sentences, offsets) if sentence_vectors else None,
+                              hnsw_threshold, (sentences, offsets) if sentences is not None
+                              else None,
                               store_cfg, gen_name, second_meta, bm25, clock)
             final = index_dir / gen_name
             if store_cfg.published:
@@ -362,6 +341,8 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             clock.lap("files")
         except BaseException:
             writer.close(commit=False)
+            for sink in sinks.writers():
+                sink.abort()
             shutil.rmtree(tmp, ignore_errors=True)
             if store_cfg.published and not switched:
                 milvus_registry.discard(store_cfg, gen_name)
@@ -391,41 +372,47 @@ def _embed_window(embedder: Embedder, texts: Sequence[str], batch_size: int,
     return embed(embedder, texts, "passage", batch_size=max(batch_size, CALL))
 
 
-def _stack(parts: list[np.ndarray], dim: int) -> np.ndarray:
-    """``np.concatenate(parts)``, emptying ``parts`` as it goes: the parts are released one by
-    one instead of all at the end, so the build never holds its vectors twice."""
-    out = np.empty((sum(len(p) for p in parts), dim), dtype=np.float32)
-    parts.reverse()
-    at = 0
-    while parts:
-        part = parts.pop()
-        out[at:at + len(part)] = part
-        at += len(part)
-    return out
+def _reused_sentences(sents: Rows | None, offsets: np.ndarray | None, rows: list[int]
+                      ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A reused document's sentence rows and each chunk's count of them (its rows are
+    contiguous in the previous generation, and so are their sentences)."""
+    if sents is None or offsets is None:
+        return None, None
+    lo, hi = rows[0], rows[-1] + 1
+    return sents[int(offsets[lo]):int(offsets[hi])], np.diff(offsets[lo:hi + 1])
+
+
+def _reused_second(old: dict[str, Any] | None, rows: list[int]
+                   ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """The second encoder's rows of a reused document, and its sentence rows."""
+    if old is None:
+        return None, None
+    sents = None
+    if "offsets" in old:
+        offsets = old["offsets"]
+        sents = old["sentences"][int(offsets[rows[0]]):int(offsets[rows[-1] + 1])]
+    return old["vectors"][rows], sents
 
 
 def _write_generation(tmp: Path, docs: list[Document], questions: np.ndarray,
-                      vectors: np.ndarray, embedder: Embedder, chunker: dict[str, Any],
+                      vectors: Rows, embedder: Embedder, chunker: dict[str, Any],
                       doc_entries: dict[str, Any], tokenizer: Tokenizer, hnsw_threshold: int,
-                      sentences: tuple[np.ndarray, np.ndarray] | None, store: VectorStore,
+                      sentences: tuple[Rows, np.ndarray] | None, store: VectorStore,
                       gen_name: str, second: dict[str, Any] | None, bm25: BM25Index,
                       clock: _Clock) -> None:
-    """Everything but the chunk store (written as the build went), the manifest last."""
-    np.save(tmp / "vectors.npy", vectors)
+    """Everything but the chunk store and the vector files (written as the build went):
+    the vector indexes, from those files, then hubness, BM25 and the manifest, last."""
     # Reporter questions in a transcript are context for the answer that follows, not
     # answers: search ranks them below answers (qa.retrieve.search.FusionParams.question_penalty).
     np.save(tmp / "question_rows.npy", questions)
-    # An in-memory index holds a copy of its vectors: keep only its description.
-    vectors_meta = store.create(embedder.dim, vectors, tmp, "vectors", gen_name,
-                                hnsw_threshold).describe()
+    vectors_meta = store.write(embedder.dim, vectors, tmp, "vectors", gen_name, hnsw_threshold)
     clock.lap("vectors")
     sentence_meta = None
     if sentences is not None:
         sent_vecs, offsets = sentences
-        np.save(tmp / "sentences.npy", sent_vecs)
         np.save(tmp / "sentence_offsets.npy", offsets)
-        sentence_meta = {**store.create(embedder.dim, sent_vecs, tmp, "sentences", gen_name,
-                                        hnsw_threshold).describe(),
+        sentence_meta = {**store.write(embedder.dim, sent_vecs, tmp, "sentences", gen_name,
+                                       hnsw_threshold),
                          "count": int(len(sent_vecs))}
         clock.lap("sentences")
     hub_meta = None

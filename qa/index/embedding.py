@@ -2,26 +2,29 @@
 
 A build hands chunks over as it cuts them; every ``window`` chunks the stream embeds them
 together (the texts sorted by length across documents, so a batch pads only to its
-neighbours) and writes each vector into the array the build gave for it: the first
-encoder's paragraph and sentence rows, and the second encoder's (qa.index.second) when
-there is one. Nothing but the vectors outlives a window, so a build's memory does not grow
-with the corpus beyond them.
+neighbours) and appends each vector, in row order, to the generation's vector files
+(qa.index.rows): the first encoder's paragraph and sentence rows, and the second encoder's
+(qa.index.second) when there is one. Rows reused from a previous generation go into the same
+queue, so the files keep the order of the chunk store. Nothing outlives a window: a build's
+memory does not grow with the corpus's vectors, which are on disk.
 """
 
 from __future__ import annotations
 
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from qa.encoders.base import Embedder, embed
+from qa.index.rows import RowWriter
 from qa.ingest.chunking import split_sentences
 from qa.types import Chunk
 
 # Chunks per window: enough that length sorting finds neighbours, few enough that their
-# texts (about 11 per CMRC paragraph with sentence vectors) are nothing to hold.
+# texts (about 11 per CMRC paragraph with sentence vectors) and vectors are nothing to hold.
 WINDOW = 1024
 # Texts per first-encoder call (qa.index.build._embed_window); the ONNX backend cuts each
 # call into its own batches by a token budget (up to 64 short rows).
@@ -52,13 +55,18 @@ def sentence_texts(chunk: Chunk) -> list[str]:
 
 
 @dataclass
-class _Slots:
-    """Where one chunk's vectors go: (dim,) row views and (k, dim) sentence blocks."""
+class Sinks:
+    """The vector files of the generation being built; sentence files are None without
+    sentence vectors, the second encoder's without a second encoder."""
 
-    vector: np.ndarray
-    sentences: np.ndarray | None
-    second: np.ndarray | None
-    second_sentences: np.ndarray | None
+    vectors: RowWriter
+    sentences: RowWriter | None = None
+    second: RowWriter | None = None
+    second_sentences: RowWriter | None = None
+
+    def writers(self) -> list[RowWriter]:
+        return [w for w in (self.vectors, self.sentences, self.second, self.second_sentences)
+                if w is not None]
 
 
 @dataclass
@@ -66,20 +74,31 @@ class _Pending:
     text: str            # the passage as the first encoder sees it
     clean: str           # the passage as the second encoder sees it (no breadcrumb)
     sentences: list[str]
-    slots: _Slots
+
+
+@dataclass
+class _Ready:
+    """Rows copied from a previous generation, waiting for the chunks queued before them."""
+
+    vectors: np.ndarray
+    sentences: np.ndarray | None
+    second: np.ndarray | None
+    second_sentences: np.ndarray | None
 
 
 class EmbedStream:
-    """Chunks in, vectors written in place; call :meth:`flush` once the last chunk is in.
+    """Chunks (and reused rows) in, rows appended to ``sinks`` in the order given; call
+    :meth:`flush` once the last chunk is in.
 
     ``embed_first`` embeds the first encoder's texts (in this process, or on Ray);
     ``second`` is the second encoder, or None. ``progress(done, known)`` counts texts: the
-    total grows as the build cuts documents."""
+    total grows as the build cuts documents. ``sentence_counts`` is each row's number of
+    sentence rows (the generation's sentence offsets are its running sum)."""
 
-    def __init__(self, embed_first: EmbedTexts, second: Embedder | None, *, batch_size: int,
-                 window: int | None = None,
+    def __init__(self, embed_first: EmbedTexts, second: Embedder | None, sinks: Sinks, *,
+                 batch_size: int, window: int | None = None,
                  progress: Callable[[int, int], None] | None = None) -> None:
-        self.embed_first, self.second = embed_first, second
+        self.embed_first, self.second, self.sinks = embed_first, second, sinks
         self.batch_size, self.progress = batch_size, progress
         self.window = max(1, window or WINDOW)
         self.chunks = 0           # chunks embedded so far
@@ -89,51 +108,95 @@ class EmbedStream:
         self.done = 0
         self.seconds = 0.0        # spent in the first encoder
         self.second_seconds = 0.0  # spent in the second
-        self._pending: list[_Pending] = []
+        self.sentence_counts = array("q")
+        self._queue: list[_Pending | _Ready] = []
+        self._waiting = 0         # chunks in the queue
+        self._held = 0            # reused rows in the queue, behind those chunks
 
-    def add(self, chunk: Chunk, text: str, slots: _Slots) -> None:
-        sents = sentence_texts(chunk) if slots.sentences is not None else []
-        self._pending.append(_Pending(text, chunk.clean_text, sents, slots))
+    def add_chunk(self, chunk: Chunk, text: str) -> None:
+        """A new chunk; ``text`` is what the first encoder sees (:func:`passage_text`)."""
+        sents = sentence_texts(chunk) if self.sinks.sentences is not None else []
+        self._queue.append(_Pending(text, chunk.clean_text, sents))
+        self.sentence_counts.append(max(1, len(sents)) if self.sinks.sentences is not None
+                                    else 0)
+        self._waiting += 1
         self.known += 1 + len(sents)
-        if len(self._pending) >= self.window:
+        if self._waiting >= self.window:
             self.flush()
 
-    @staticmethod
-    def slots(vector: np.ndarray, sentences: np.ndarray | None, second: np.ndarray | None = None,
-              second_sentences: np.ndarray | None = None) -> _Slots:
-        return _Slots(vector, sentences, second, second_sentences)
+    def add_rows(self, vectors: np.ndarray, sentences: np.ndarray | None,
+                 counts: np.ndarray | None, second: np.ndarray | None = None,
+                 second_sentences: np.ndarray | None = None) -> None:
+        """Rows reused from a previous generation, with each row's number of sentence rows.
+        Written at once unless chunks wait before them; held rows are bounded by a window
+        (then the waiting chunks are embedded early)."""
+        self.sentence_counts.extend(counts.tolist() if counts is not None
+                                    else [0] * len(vectors))
+        ready = _Ready(vectors, sentences, second, second_sentences)
+        if not self._waiting:
+            self._write_ready(ready)
+            return
+        self._queue.append(ready)
+        self._held += len(vectors)
+        if self._held >= self.window:
+            self.flush()
 
     def flush(self) -> None:
-        todo, self._pending = self._pending, []
-        if not todo:
-            return
+        queue, self._queue = self._queue, []
+        self._waiting = self._held = 0
+        todo = [p for p in queue if isinstance(p, _Pending)]
+        first = more = None
         extra = [s for p in todo for s in p.sentences]
-        started = time.perf_counter()
-        done = self.embed_first([p.text for p in todo] + extra)
-        self.seconds += time.perf_counter() - started
-        _fill(todo, done, first=True)
-        if self.second is not None:
+        if todo:
             started = time.perf_counter()
-            more = embed(self.second, [p.clean for p in todo] + extra, "passage",
-                         batch_size=self.batch_size)
-            self.second_seconds += time.perf_counter() - started
-            _fill(todo, more, first=False)
-            self.second_texts += len(todo) + len(extra)
-        self.chunks += len(todo)
-        self.sentence_texts += len(extra)
-        self.done += len(todo) + len(extra)
-        if self.progress:
-            self.progress(self.done, self.known)
+            first = self.embed_first([p.text for p in todo] + extra)
+            self.seconds += time.perf_counter() - started
+            if self.second is not None:
+                started = time.perf_counter()
+                more = embed(self.second, [p.clean for p in todo] + extra, "passage",
+                             batch_size=self.batch_size)
+                self.second_seconds += time.perf_counter() - started
+                self.second_texts += len(todo) + len(extra)
+        # Rows of each run of new chunks, by index into the window's vectors: a chunk's
+        # own row, then its sentences' (or its own row again: a one-sentence chunk).
+        rows: list[int] = []
+        sents: list[int] = []
+        at, extra_at = 0, len(todo)
+        for item in queue:
+            if isinstance(item, _Ready):
+                self._write_run(first, more, rows, sents)
+                rows, sents = [], []
+                self._write_ready(item)
+                continue
+            k = len(item.sentences)
+            rows.append(at)
+            sents.extend(range(extra_at, extra_at + k) if k else [at])
+            at, extra_at = at + 1, extra_at + k
+        self._write_run(first, more, rows, sents)
+        if todo:
+            self.chunks += len(todo)
+            self.sentence_texts += len(extra)
+            self.done += len(todo) + len(extra)
+            if self.progress:
+                self.progress(self.done, self.known)
 
+    def _write_run(self, first: np.ndarray | None, more: np.ndarray | None, rows: list[int],
+                   sents: list[int]) -> None:
+        if not rows or first is None:
+            return
+        sinks = self.sinks
+        sinks.vectors.append(first[rows])
+        if sinks.sentences is not None:
+            sinks.sentences.append(first[sents])
+        if sinks.second is not None and more is not None:
+            sinks.second.append(more[rows])
+            if sinks.second_sentences is not None:
+                sinks.second_sentences.append(more[sents])
 
-def _fill(todo: list[_Pending], done: np.ndarray, first: bool) -> None:
-    at = len(todo)
-    for p, v in zip(todo, done, strict=False):
-        vec = p.slots.vector if first else p.slots.second
-        sents = p.slots.sentences if first else p.slots.second_sentences
-        if vec is not None:
-            vec[:] = v
-        k = len(p.sentences)
-        if sents is not None:
-            sents[:] = done[at:at + k] if k else v
-        at += k
+    def _write_ready(self, ready: _Ready) -> None:
+        sinks = self.sinks
+        sinks.vectors.append(ready.vectors)
+        for sink, rows in ((sinks.sentences, ready.sentences), (sinks.second, ready.second),
+                           (sinks.second_sentences, ready.second_sentences)):
+            if sink is not None and rows is not None:
+                sink.append(rows)

@@ -25,6 +25,7 @@ from qa.index.hubness import HUB_K, HUB_SENTENCE_WEIGHT, REFERENCE_BANK, referen
 from qa.index.integrity import verify_files
 from qa.index.loaded import reading
 from qa.index.manifest import FORMAT, read_manifest
+from qa.index.rows import Rows
 from qa.index.store import ChunkStore
 from qa.index.vectors.store import VectorStore
 from qa.locking import try_exclusive
@@ -76,8 +77,8 @@ class Previous:
     path: Path | None = None
     manifest: dict[str, Any] | None = None
     store: ChunkStore | None = None
-    vectors: np.ndarray | None = None
-    sentences: np.ndarray | None = None
+    vectors: Rows | None = None      # read by document, never mapped whole
+    sentences: Rows | None = None
     offsets: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -103,10 +104,10 @@ def open_previous(gen: Path | None, sentence_vectors: bool) -> Previous:
         with reading(gen, "chunks.sqlite"):
             prev.store = ChunkStore(gen / "chunks.sqlite")
         with reading(gen, "vectors.npy"):
-            prev.vectors = np.load(gen / "vectors.npy", mmap_mode="r")
+            prev.vectors = Rows(gen / "vectors.npy")
         if sentence_vectors and manifest.get("sentences"):
             with reading(gen, "sentences.npy"):
-                prev.sentences = np.load(gen / "sentences.npy", mmap_mode="r")
+                prev.sentences = Rows(gen / "sentences.npy")
             with reading(gen, "sentence_offsets.npy"):
                 prev.offsets = np.load(gen / "sentence_offsets.npy")
         return prev

@@ -6,9 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from qa.index.rows import Rows
+
 REFERENCE_BANK = Path(__file__).resolve().parent.parent / "data" / "reference_queries_en.txt"
 HUB_K = 10
 HUB_SENTENCE_WEIGHT = 0.4
+# Chunks scored at a time: with their sentences (about ten each) and their scores against
+# the bank, a block is a few MB; 2048 at a time cost 25 MiB of a 5k-paragraph build's peak.
+BLOCK = 512
 
 
 def reference_queries() -> list[str]:
@@ -28,12 +33,17 @@ def top_k_mean(scores: np.ndarray, k: int) -> np.ndarray:
     return np.sort(scores, axis=1)[:, -k:].mean(axis=1)
 
 
-def hub_scores(bank: np.ndarray, vectors: np.ndarray,
-               sentences: tuple[np.ndarray, np.ndarray] | None, block: int = 65536) -> np.ndarray:
+def hub_scores(bank: np.ndarray, vectors: np.ndarray | Rows,
+               sentences: tuple[np.ndarray | Rows, np.ndarray] | None,
+               block: int | None = None) -> np.ndarray:
     """How strongly each chunk attracts English questions in general: the mean of its
     ``HUB_K`` best dense scores against the reference bank. Short or generic Chinese passages
     ("感谢记者朋友的提问") sit close to every English question; search subtracts a share
-    of this for English queries (a CSLS-style hubness correction)."""
+    of this for English queries (a CSLS-style hubness correction).
+
+    ``vectors`` and the sentence rows may be files (qa.index.rows), read ``block`` chunks
+    (:data:`BLOCK`) at a time with their sentences, so memory does not grow with the corpus."""
+    block = block or BLOCK
     n = len(vectors)
     out = np.zeros(n, dtype=np.float32)
     k = min(HUB_K, len(bank))

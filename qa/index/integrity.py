@@ -49,7 +49,8 @@ def sampled_sha256(path: Path, size: int) -> str:
     h = hashlib.sha256(str(size).encode())
     with open(path, "rb") as fh:
         if size <= SAMPLE_BLOCKS * SAMPLE_BYTES:
-            h.update(fh.read())
+            while block := fh.read(_CHUNK):  # the whole file, a chunk at a time
+                h.update(block)
             return h.hexdigest()
         step = (size - SAMPLE_BYTES) / (SAMPLE_BLOCKS - 1)
         for i in range(SAMPLE_BLOCKS):

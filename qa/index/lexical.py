@@ -156,7 +156,10 @@ class BM25Builder:
         vocab = self.vocab
         col_arr = np.frombuffer(self._cols, dtype=np.int32) if self._cols \
             else np.zeros(0, np.int32)
-        tf_arr = np.frombuffer(self._tfs, dtype=np.float32) if self._tfs \
+        # The term frequencies become the weights in place (the builder is spent after this):
+        # the five temporaries of a postings' length that one expression made were twice the
+        # matrix itself.
+        w = np.frombuffer(self._tfs, dtype=np.float32) if self._tfs \
             else np.zeros(0, np.float32)
         indptr = np.frombuffer(self._indptr, dtype=np.int64)
         lengths = np.frombuffer(self._lengths, dtype=np.float32) if n \
@@ -165,7 +168,15 @@ class BM25Builder:
         idf = np.log1p((n - df + 0.5) / (df + 0.5)).astype(np.float32)
         avgdl = float(lengths.mean()) if n and lengths.mean() > 0 else 1.0
         norm = (k1 * (1 - b + b * lengths / avgdl)).astype(np.float32)
-        w = idf[col_arr] * tf_arr * (k1 + 1) / (tf_arr + np.repeat(norm, np.diff(indptr)))
+        # idf * tf * (k1 + 1) / (tf + norm), in the same order of operations as ever, so the
+        # weights are the same to the bit.
+        denom = np.repeat(norm, np.diff(indptr))
+        denom += w
+        np.multiply(idf[col_arr], w, out=w)
+        w *= k1 + 1
+        w /= denom
+        del denom
         weights = sparse.csr_matrix((w, col_arr, indptr), shape=(n, len(vocab)),
                                     dtype=np.float32).tocsc()
+        self._cols, self._tfs = array("i"), array("f")
         return BM25Index(vocab, weights, idf, k1, b)

@@ -28,6 +28,7 @@ import numpy as np
 
 from qa.encoders.base import Embedder, embed
 from qa.index.hubness import HUB_K, REFERENCE_BANK, hub_scores, reference_queries
+from qa.index.rows import Rows, RowWriter
 from qa.index.vectors.base import VectorIndex
 from qa.index.vectors.store import VectorStore
 
@@ -39,6 +40,9 @@ _CJK = re.compile(r"[\u4e00-\u9fff]")
 # costs ~20 ms a question on one core).
 MAX_VOCAB = 200_000
 VOCAB_HNSW = 10_000
+# Terms embedded (or copied) and written at a time: the vocabulary's vectors are never all
+# in memory at once.
+VOCAB_BLOCK = 8192
 
 
 def second_of(embedder: Embedder) -> Embedder | None:
@@ -68,53 +72,50 @@ def vocabulary_terms(vocab: dict[str, int], idf: np.ndarray) -> list[str]:
     return terms[:MAX_VOCAB]
 
 
-def write_second(tmp: Path, second: Embedder, vectors: np.ndarray, sents: np.ndarray | None,
+def write_second(tmp: Path, second: Embedder, vectors: Rows, sents: Rows | None,
                  offsets: np.ndarray | None, embedded: int, old: dict[str, Any] | None,
                  vocab: list[str], batch_size: int, gen_name: str,
                  hnsw_threshold: int) -> dict[str, Any]:
-    """Write the second encoder's files of one generation and return the manifest entry.
+    """Write the second encoder's indexes of one generation and return the manifest entry.
 
-    ``vectors`` (one row per chunk) and ``sents`` (laid out by ``offsets``) were filled as the
-    build streamed (qa.index.embedding), reused rows copied from ``old``
-    (:func:`open_previous_second`), whose vocabulary vectors are reused here too;
-    ``embedded`` is how many texts the second encoder embedded."""
+    ``vectors`` (``use_vectors.npy``, one row per chunk) and ``sents``
+    (``use_sentences.npy``, laid out by ``offsets``) were written as the build streamed
+    (qa.index.embedding), reused rows copied from ``old`` (:func:`open_previous_second`),
+    whose vocabulary vectors are reused here too; ``embedded`` is how many texts the second
+    encoder embedded."""
     n = len(vectors)
-    np.save(tmp / "use_vectors.npy", vectors)
-    vectors_meta = VectorStore().create(second.dim, vectors, tmp, "use_vectors", gen_name,
-                                        hnsw_threshold).describe()
+    vectors_meta = VectorStore().write(second.dim, vectors, tmp, "use_vectors", gen_name,
+                                       hnsw_threshold)
     entry: dict[str, Any] = {**(describe(second) or {}), "vectors": vectors_meta,
                              "embedded": embedded, "sentences": offsets is not None}
-    if offsets is not None and sents is not None:
-        np.save(tmp / "use_sentences.npy", sents)
     bank = reference_queries()
     if bank and n:
         np.save(tmp / "use_hub.npy", hub_scores(second.embed_batch(bank, "query"), vectors,
                                                 (sents, offsets) if offsets is not None
                                                 and sents is not None else None))
         entry["hubness"] = {"bank": REFERENCE_BANK.name, "bank_size": len(bank), "k": HUB_K}
-    vocab_vecs = _vocab_vectors(second, vocab, old, batch_size)
-    np.save(tmp / "use_vocab.npy", vocab_vecs)
+    vocab_vecs = _vocab_vectors(second, vocab, old, batch_size, tmp / "use_vocab.npy")
     (tmp / "use_vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
-    vocab_index = VectorStore().create(second.dim, vocab_vecs, tmp, "use_vocab", gen_name,
-                                       VOCAB_HNSW)
-    entry["vocab"] = {**vocab_index.describe(), "count": len(vocab)}
+    entry["vocab"] = {**VectorStore().write(second.dim, vocab_vecs, tmp, "use_vocab", gen_name,
+                                            VOCAB_HNSW), "count": len(vocab)}
     return entry
 
 
 def open_previous_second(prev_gen: Path | None, sentences: bool) -> dict[str, Any] | None:
-    """The previous generation's second-encoder arrays (memory-mapped), or None when it has
-    none a build could copy from."""
+    """The previous generation's second-encoder arrays (vectors and sentences as
+    :class:`Rows`, the vocabulary's memory-mapped), or None when it has none a build could
+    copy from."""
     return _previous(prev_gen, sentences)
 
 
 def _previous(prev_gen: Path | None, sentences: bool) -> dict[str, Any] | None:
     if prev_gen is None or not (prev_gen / "use_vectors.npy").exists():
         return None
-    out: dict[str, Any] = {"vectors": np.load(prev_gen / "use_vectors.npy", mmap_mode="r")}
+    out: dict[str, Any] = {"vectors": Rows(prev_gen / "use_vectors.npy")}
     if sentences:
         if not (prev_gen / "use_sentences.npy").exists():
             return None
-        out["sentences"] = np.load(prev_gen / "use_sentences.npy", mmap_mode="r")
+        out["sentences"] = Rows(prev_gen / "use_sentences.npy")
         out["offsets"] = np.load(prev_gen / "sentence_offsets.npy")
     try:
         out["vocab"] = json.loads((prev_gen / "use_vocab.json").read_text(encoding="utf-8"))
@@ -125,18 +126,27 @@ def _previous(prev_gen: Path | None, sentences: bool) -> dict[str, Any] | None:
 
 
 def _vocab_vectors(second: Embedder, vocab: list[str], old: dict[str, Any] | None,
-                   batch_size: int) -> np.ndarray:
-    """The terms' vectors; terms already in the previous generation keep theirs."""
-    out = np.zeros((len(vocab), second.dim), np.float32)
+                   batch_size: int, path: Path) -> Rows:
+    """The terms' vectors, written to ``path`` a block of terms at a time; terms already in
+    the previous generation keep theirs."""
     known = {t: i for i, t in enumerate(old["vocab"])} if old else {}
-    reuse = [(i, known[t]) for i, t in enumerate(vocab) if t in known]
-    if reuse:
-        out[[i for i, _ in reuse]] = old["vocab_vectors"][[j for _, j in reuse]]  # type: ignore[index]
-    todo = [i for i, t in enumerate(vocab) if t not in known]
-    if todo:
-        out[todo] = embed(second, [vocab[i] for i in todo], "passage",
-                          batch_size=max(batch_size, 256))
-    return out
+    out = RowWriter(path, second.dim)
+    try:
+        for lo in range(0, len(vocab), VOCAB_BLOCK):
+            terms = vocab[lo:lo + VOCAB_BLOCK]
+            block = np.zeros((len(terms), second.dim), np.float32)
+            reuse = [(i, known[t]) for i, t in enumerate(terms) if t in known]
+            if reuse:
+                block[[i for i, _ in reuse]] = old["vocab_vectors"][[j for _, j in reuse]]  # type: ignore[index]
+            todo = [i for i, t in enumerate(terms) if t not in known]
+            if todo:
+                block[todo] = embed(second, [terms[i] for i in todo], "passage",
+                                    batch_size=max(batch_size, 256))
+            out.append(block)
+    except BaseException:
+        out.abort()
+        raise
+    return out.close()
 
 
 @dataclass

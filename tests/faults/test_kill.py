@@ -39,14 +39,14 @@ POINTS = [
     ("qa.index.build.mine_terms", 1, "after"),
     ("qa.index.build.StoreWriter", 1, "after"),  # the store begun, nothing embedded
     ("qa.index.build._embed_window", 1, "before"),
-    ("qa.index.build._embed_window", 1, "after"),
-    ("numpy.save", 1, "before"),
+    ("qa.index.build._embed_window", 1, "after"),  # vectors being appended to their files
+    ("numpy.save", 1, "before"),  # the vector files complete, no index written yet
+    ("numpy.save", 1, "after"),
+    ("qa.index.vectors.faiss.write_flat", 1, "after"),
+    ("numpy.save", 2, "before"),
     ("numpy.save", 2, "after"),
-    ("faiss.write_index", 1, "after"),
-    ("numpy.save", 3, "before"),
-    ("numpy.save", 4, "after"),
-    ("faiss.write_index", 2, "before"),
-    ("numpy.save", 5, "after"),
+    ("qa.index.vectors.faiss.write_flat", 2, "before"),
+    ("numpy.save", 3, "after"),
     ("scipy.sparse.save_npz", 1, "before"),
     ("scipy.sparse.save_npz", 1, "after"),
     ("qa.index.manifest.record_files", 1, "before"),

@@ -8,7 +8,7 @@ HNSW above it. The parameters chosen are returned by ``describe()`` for the mani
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,42 @@ def _limit_search_threads(faiss: Any) -> None:
     if wanted is not None and getattr(_applied, "threads", None) != wanted:
         faiss.omp_set_num_threads(wanted)
         _applied.threads = wanted
+
+
+def _flat_header(dim: int, n: int) -> bytes | None:
+    """The bytes FAISS writes before the rows of an ``IndexFlatIP`` of ``n`` rows: taken from
+    FAISS's own serialisation of an empty index, with the row count and the codes' length
+    (in floats) filled in. None if that serialisation is not laid out as expected (another
+    FAISS version): the caller then lets FAISS write the file."""
+    faiss = _faiss()
+    empty = faiss.serialize_index(faiss.IndexFlatIP(dim)).tobytes()
+    if len(empty) != 45 or empty[:4] != b"IxFI" or empty[4:8] != np.int32(dim).tobytes() \
+            or empty[8:16] != bytes(8) or empty[-8:] != bytes(8):
+        return None
+    return (empty[:8] + np.int64(n).tobytes() + empty[16:-8]
+            + np.uint64(n * dim).tobytes())
+
+
+def write_flat(path: Path, dim: int, n: int, blocks: Iterable[np.ndarray]) -> bool:
+    """Write an exact inner-product index of ``n`` rows, given a block at a time, straight
+    to ``path`` in FAISS's own format, without building it in memory (the index would be a
+    second copy of vectors the build already has on disk). False, having written nothing,
+    when this FAISS lays its files out otherwise; tests/test_vectors.py checks the bytes
+    against ``faiss.write_index``."""
+    head = _flat_header(dim, n)
+    if head is None:
+        return False
+    written = 0
+    with open(path, "wb") as fh:
+        fh.write(head)
+        for block in blocks:
+            rows = np.ascontiguousarray(block, dtype=np.float32)
+            if rows.size:
+                fh.write(rows.data.cast("B"))
+                written += len(rows)
+    if written != n:
+        raise ValueError(f"{path.name}: {written} rows written for {n} announced")
+    return True
 
 
 class FaissIndex:

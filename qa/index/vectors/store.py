@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from qa.index.manifest import read_manifest
+from qa.index.rows import Rows
 from qa.index.vectors.base import VectorIndex
 from qa.index.vectors.factory import drop_vectors, load_vector_index, make_vector_index
 from qa.index.vectors.milvus import collection_name
@@ -45,6 +46,34 @@ class VectorStore:
         index.add(vectors)
         index.save(self._file(folder, kind, self.backend))
         return index
+
+    def write(self, dim: int, rows: Rows, folder: Path, kind: str, gen_name: str,
+              hnsw_threshold: int) -> dict[str, Any]:
+        """:meth:`create` from a vectors file written by the build, returning the index's
+        description for the manifest. An exact FAISS index is written a block at a time
+        without ever being in memory, and Milvus gets the rows a block at a time; an HNSW
+        graph is built in memory (it needs every vector), from the file mapped rather than
+        copied, so the build holds one copy, FAISS's."""
+        if self.backend == "faiss" and len(rows) < hnsw_threshold:
+            from qa.index.vectors.faiss import write_flat
+
+            if write_flat(self._file(folder, kind, "faiss"), dim, len(rows), rows.blocks()):
+                return {"engine": "faiss", "kind": "flat", "dim": dim, "metric": "inner_product"}
+        index = make_vector_index(
+            dim, len(rows), backend=self.backend, hnsw_threshold=hnsw_threshold,
+            milvus_uri=self.uri, milvus_token=self.token,
+            collection=collection_name(f"{self.collection}_{kind}", gen_name),
+            milvus_index_type=self.index_type, milvus_index_params=self.index_params,
+            milvus_search_params=self.search_params)
+        if self.backend == "faiss":
+            # One add of every row, as before: HNSW blocks added one by one build another graph.
+            index.add(np.load(rows.path, mmap_mode="r"))
+        else:
+            for block in rows.blocks():
+                index.add(block)
+        index.save(self._file(folder, kind, self.backend))
+        description: dict[str, Any] = index.describe()
+        return description
 
     def open(self, folder: Path, kind: str, meta: dict[str, Any]) -> VectorIndex:
         engine = meta.get("engine", "faiss")
