@@ -76,7 +76,8 @@ def test_client_disconnect_closes_the_upstream_connection(pristine, embedder, tm
                     chunk = client.recv(65536)
                     assert chunk, "the stream ended before the LLM's first token"
                     received += chunk
-                assert llm.first_token_sent.is_set()
+                # set just after the send: the client may read the token first
+                assert llm.first_token_sent.wait(WAIT)
             # The client is gone; the service must hang up on the LLM, not wait for it.
             assert llm.closed.wait(10), "the upstream connection is still open"
             with socket.create_connection((host, port), timeout=WAIT) as again:
