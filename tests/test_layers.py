@@ -11,7 +11,7 @@ QA = Path(__file__).resolve().parents[1] / "qa"
 
 # Lower numbers are lower layers; a module may import its own layer and the ones below.
 LAYERS = {
-    "qa": 0, "qa.types": 0, "qa.errors": 0, "qa.locking": 0, "qa.config": 0,
+    "qa": 0, "qa.types": 0, "qa.errors": 0, "qa.locking": 0, "qa.lru": 0, "qa.config": 0,
     "qa.ingest": 1,
     "qa.encoders": 2,
     "qa.index": 3,

@@ -24,14 +24,13 @@ import functools
 import json
 import logging
 import sqlite3
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from qa.errors import IndexNotReady, QAError
 from qa.index.milvus_records import PAGE, VARCHAR_MAX, Blobs, create, fits, insert, quote
+from qa.lru import LRU
 from qa.types import Chunk, Document
 
 log = logging.getLogger("qa.index")
@@ -113,29 +112,19 @@ class _Documents(Mapping[str, Document]):
 
     def __init__(self, store: MilvusChunkStore, count: int) -> None:
         self._store, self._len = store, count
-        self._recent: OrderedDict[str, tuple[int, Document, tuple[int, int]]] = OrderedDict()
-        self._lock = threading.Lock()
+        self._recent: LRU[str, tuple[int, Document, tuple[int, int]]] = LRU(self.CACHED)
 
     def entries(self, doc_ids: Sequence[str]) -> dict[str, tuple[int, Document, tuple[int, int]]]:
         """ord, Document and row range of each known doc_id among ``doc_ids``."""
-        out, todo = {}, []
-        with self._lock:
-            for d in dict.fromkeys(doc_ids):
-                hit = self._recent.get(d)
-                if hit is None:
-                    todo.append(d)
-                else:
-                    self._recent.move_to_end(d)
-                    out[d] = hit
+        out, todo = self._recent.get_many(doc_ids)
         if todo:
             found = self._store.records("docs", f"doc_id in [{','.join(map(quote, todo))}]",
                                         ["ord", "doc_id"], lambda r: int(r["ord"]), "doc")
-            with self._lock:
-                for ord_, rec in found.items():
-                    entry = (ord_, _document(rec), (int(rec["rows"][0]), int(rec["rows"][1])))
-                    out[rec["doc_id"]] = self._recent[rec["doc_id"]] = entry
-                while len(self._recent) > self.CACHED:
-                    self._recent.popitem(last=False)
+            fetched = {rec["doc_id"]: (ord_, _document(rec),
+                                       (int(rec["rows"][0]), int(rec["rows"][1])))
+                       for ord_, rec in found.items()}
+            self._recent.put(fetched)
+            out.update(fetched)
         return out
 
     def __getitem__(self, doc_id: str) -> Document:

@@ -13,9 +13,7 @@ Modes:
 from __future__ import annotations
 
 import math
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -26,6 +24,7 @@ from qa.errors import UnknownDocument
 from qa.index.load import LoadedIndex
 from qa.index.second import second_of
 from qa.ingest.tokenize import script_of, to_simplified
+from qa.lru import LRU
 from qa.retrieve.fusion import SecondParams, add_leg
 from qa.retrieve.query import check_texts, validate
 from qa.retrieve.second import SecondView
@@ -82,9 +81,7 @@ class Searcher:
         self.index = index
         self.embedder = embedder
         self.params = params or FusionParams()
-        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_size = cache_size
-        self._cache_lock = threading.Lock()
+        self._cache: LRU[str, np.ndarray] = LRU(cache_size)
         # Exact (flat) indexes are scanned whole by _dense_scan; approximate or remote ones
         # (HNSW above the size threshold, Milvus) give candidates first.
         self._scan = all(v.exhaustive for v in (index.vectors, index.sentences) if v is not None)
@@ -96,13 +93,10 @@ class Searcher:
     # -- legs ---------------------------------------------------------------------------
     def embed_query(self, query: str) -> np.ndarray:
         """The query's vector; repeated questions skip the encoder."""
-        with self._cache_lock:
-            vec = self._cache.get(query)
-            if vec is not None:
-                self._cache.move_to_end(query)
-                return vec
-        vec = self.embedder.embed_batch([query], "query")[0]
-        self._remember({query: vec})
+        vec = self._cache.get(query)
+        if vec is None:
+            vec = self.embedder.embed_batch([query], "query")[0]
+            self._cache.put({query: vec})
         return vec
 
     def prime_queries(self, queries: Sequence[str], batch_size: int = 64) -> None:
@@ -110,17 +104,9 @@ class Searcher:
         todo = list(dict.fromkeys(to_simplified(q.strip()) for q in queries if q.strip()))
         for i in range(0, len(todo), batch_size):
             part = todo[i:i + batch_size]
-            self._remember(dict(zip(part, self.embedder.embed_batch(part, "query"), strict=True)))
+            self._cache.put(dict(zip(part, self.embedder.embed_batch(part, "query"), strict=True)))
             if self.second is not None:
                 self.second.embed([q for q in part if self.second.active(script_of(q) == "en")])
-
-    def _remember(self, vecs: dict[str, np.ndarray]) -> None:
-        with self._cache_lock:
-            for q, v in vecs.items():
-                self._cache[q] = v
-                self._cache.move_to_end(q)
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
 
     def _allowed_rows(self, doc_ids: Sequence[str] | None) -> list[int] | None:
         if doc_ids is None:

@@ -4,8 +4,6 @@ adds to the no-answer confidence. Used by :class:`qa.retrieve.search.Searcher`."
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -15,6 +13,7 @@ import numpy as np
 from qa.encoders.base import Embedder
 from qa.index.lexical import BM25Index
 from qa.index.second import SecondIndex
+from qa.lru import LRU
 from qa.retrieve.fusion import SecondParams, chunk_scores, fuse, top_rows
 from qa.retrieve.translate import english_terms, nearest, term_weights, weighted_bm25
 
@@ -27,43 +26,18 @@ _TIE_SLACK = 6
 _BESIDE = ThreadPoolExecutor(max_workers=2, thread_name_prefix="qa-second-encoder")
 
 
-class _Cache:
-    """A small thread-safe LRU of text -> vector."""
-
-    def __init__(self, size: int) -> None:
-        self._data: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._size = size
-        self._lock = threading.Lock()
-
-    def get_many(self, texts: Sequence[str], compute: Callable[[list[str]], np.ndarray],
-                 dim: int) -> np.ndarray:
-        out = np.zeros((len(texts), dim), dtype=np.float32)
-        todo: list[int] = []
-        with self._lock:
-            for i, t in enumerate(texts):
-                v = self._data.get(t)
-                if v is None:
-                    todo.append(i)
-                else:
-                    self._data.move_to_end(t)
-                    out[i] = v
-        if todo:
-            vecs = compute([texts[i] for i in todo])
-            out[todo] = vecs
-            self.put(dict(zip((texts[i] for i in todo), vecs, strict=True)))
-        return out
-
-    def missing(self, texts: Sequence[str]) -> list[str]:
-        with self._lock:
-            return [t for t in dict.fromkeys(texts) if t not in self._data]
-
-    def put(self, vecs: dict[str, np.ndarray]) -> None:
-        with self._lock:
-            for t, v in vecs.items():
-                self._data[t] = v
-                self._data.move_to_end(t)
-            while len(self._data) > self._size:
-                self._data.popitem(last=False)
+def _vectors(cache: LRU[str, np.ndarray], texts: Sequence[str],
+             compute: Callable[[list[str]], np.ndarray], dim: int) -> np.ndarray:
+    """One row per text (repeats included), from ``cache`` or ``compute`` for the others."""
+    hits, missing = cache.get_many(texts)
+    if missing:
+        computed = dict(zip(missing, compute(missing), strict=True))
+        cache.put(computed)
+        hits.update(computed)
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    for i, t in enumerate(texts):
+        out[i] = hits[t]
+    return out
 
 
 class SecondView:
@@ -82,8 +56,8 @@ class SecondView:
         self.offsets = sentence_offsets if index.sentence_matrix is not None else None
         self.params = params
         self.scan = scan
-        self._queries = _Cache(cache_size)
-        self._terms = _Cache(4 * cache_size)
+        self._queries: LRU[str, np.ndarray] = LRU(cache_size)
+        self._terms: LRU[str, np.ndarray] = LRU(4 * cache_size)
         # Dictionary row -> BM25 column (the same generation's vocabulary, so all present).
         self._col_idf: dict[int, float] = {}
         if milvus and index.vocab_cols is not None and index.vocab_idf is not None:
@@ -114,8 +88,8 @@ class SecondView:
         as one flat batch, so the words add little to the question (about 5 ms of CPU for
         both against 3 for the question alone on a quiet core; scripts/second_encoder_cost.py
         and docs/PERFORMANCE.md)."""
-        q = self._queries.missing([query])
-        t = self._terms.missing(terms)
+        q = self._queries.get_many([query])[1]
+        t = self._terms.get_many(terms)[1]
         if not q and not t:
             return
         vecs = self._encode([*q, *t])
@@ -123,7 +97,7 @@ class SecondView:
         self._terms.put(dict(zip(t, vecs[len(q):], strict=True)))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        return self._queries.get_many(list(texts), self._encode, self.embedder.dim)
+        return _vectors(self._queries, list(texts), self._encode, self.embedder.dim)
 
     def _encode(self, texts: list[str]) -> np.ndarray:
         return self.embedder.embed_batch(texts, "query")
@@ -211,7 +185,7 @@ class SecondView:
         terms = english_terms(query)
         if lex is None or not terms or not len(self._vocab_cols):
             return {}, {"translated_share": 0.0, "translated_best": 0.0}
-        vecs = self._terms.get_many(terms, self._encode, self.embedder.dim)
+        vecs = _vectors(self._terms, terms, self._encode, self.embedder.dim)
         sims, ids = nearest(*self.index.vocab.search(vecs, p.translate_per_term + _TIE_SLACK),
                             p.translate_per_term)
         # A word the corpus knows: one with a translation among its terms, or one that it
