@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     # What the encoder sees before a passage: nothing, its section breadcrumb, or the
     # document title and the breadcrumb (docs/EVAL.md measured "none" best).
     embed_context: EmbedContext = "none"
+    # How the max-sim leg's sentence vectors are made: "separate" (each sentence of a chunk
+    # encoded again as a text of its own; the default), "late" (pooled from the token states
+    # of the chunk's own forward pass: one encoder pass per chunk, but XQuAD en->zh R@1 falls,
+    # docs/PERFORMANCE.md) or "none". Switching means `qa index` again (every vector).
+    sentence_vectors: Literal["separate", "late", "none"] = "separate"
     batch_size: int = Field(32, ge=1, le=4096)
     threads: int | None = Field(None, ge=1, le=1024)
     # How the sentence-transformers model runs: onnx (the default: the float32 model through

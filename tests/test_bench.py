@@ -37,7 +37,8 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     _squad(data / "xquad" / "xquad.zh.json", "zh")
     _squad(data / "xquad" / "xquad.en.json", "en")
     cfg = BenchConfig(data_dir=data, backends=["hashing"],
-                      pipeline_backends=["hashing", "hashing@64+paragraphs-only+no-second"],
+                      pipeline_backends=["hashing", "hashing+late",
+                                         "hashing@64+paragraphs-only+no-second"],
                       quality_backends=["hashing"], http_backends=["hashing"], blocks=2,
                       requests={1: 5, 8: 8, 32: 16}, level_seconds=20.0,
                       in_process_queries=5, scale_n=None, build_paragraphs=40,
@@ -56,6 +57,8 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     assert pipe["chunks"] >= 6 and pipe["sentence_texts"] > 0
     assert {"passages_per_s", "texts_per_s", "passages_per_s_vs_bare_encoder"} <= set(pipe)
     assert pipe["stages"]["embed"] >= 0 and "store+bm25" in pipe["stages"]
+    late = results["pipeline"]["hashing+late"]
+    assert late["sentence_texts"] == 0 and late["sentences_pooled"] == pipe["sentence_texts"]
     only = results["pipeline"]["hashing@64+paragraphs-only+no-second"]
     assert only["sentence_texts"] == 0 and only["chunks"] == pipe["chunks"]
     scale = results["build_scale"]
@@ -140,6 +143,10 @@ def test_an_unknown_pipeline_option_is_refused() -> None:
 
     settings = Settings(embedder="hashing", allow_download=False)
     assert pipeline_spec("onnx@64+paragraphs-only+no-second", settings) == \
-        ("onnx", 64, False, False)
+        ("onnx", 64, "none", False)
+    assert pipeline_spec("onnx+late", settings) == ("onnx", settings.batch_size, "late", True)
+    assert pipeline_spec("onnx", settings)[2] == "separate"
     with pytest.raises(ValueError, match="paragraph-only"):
         pipeline_spec("onnx+paragraph-only", settings)
+    with pytest.raises(ValueError, match="no sentence vectors to pool"):
+        pipeline_spec("onnx+late+paragraphs-only", settings)

@@ -78,7 +78,8 @@ def eval_(
         typer.echo(f"evaluating {bench.name} ...", err=True)
         results.append(evaluate(bench, embedder, modes=mode or list(MODES),
                                 embed_context=settings.embed_context,
-                                batch_size=settings.batch_size))
+                                batch_size=settings.batch_size,
+                                sentence_vectors=settings.sentence_vectors))
     typer.echo(format_table(results))
     if json_out:
         payload = json.dumps(results if json_out != "-" else [strip_details(r) for r in results],

@@ -45,6 +45,7 @@ def run_index(settings: Settings, force: bool = False, quiet: bool = False) -> A
         report = index_pending(StatusBook(settings.index_dir), lambda: build_index(
             settings.corpus_dir, settings.index_dir, embedder,
             embed_context=settings.embed_context, batch_size=settings.batch_size,
+            sentence_vectors=settings.sentence_vectors,
             hnsw_threshold=settings.hnsw_threshold, progress=progress, force=force,
             vector_store=make_vector_store(settings), embed_passages=embed_passages,
             limits=limits))

@@ -11,6 +11,8 @@ from typing import Literal, Protocol
 
 import numpy as np
 
+from qa.encoders.late import Span
+
 Kind = Literal["query", "passage"]
 
 
@@ -45,6 +47,41 @@ def embed(embedder: Embedder, texts: Sequence[str], kind: Kind, batch_size: int 
     return out
 
 
+def spans_separately(embedder: Embedder, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                     kind: Kind = "passage") -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each text's vector, and each span's text encoded again as a text of its own."""
+    pieces = [t[a:b] for t, sp in zip(texts, spans, strict=True) for a, b in sp]
+    done = embedder.embed_batch([*texts, *pieces], kind)
+    bounds = np.cumsum([len(texts), *(len(sp) for sp in spans)])
+    return done[:len(texts)], [done[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:],
+                                                              strict=True)]
+
+
+def embed_spans(embedder: Embedder, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                kind: Kind = "passage", batch_size: int = 64) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Each text's vector and one vector per character span of it, pooled from the same
+    forward pass (late chunking, qa.encoders.late), batched by length like :func:`embed`.
+
+    Needs the embedder's ``embed_with_spans``; one without token states is refused rather
+    than quietly encoding the spans again (that is the "separate" mode, and costs a pass)."""
+    method = getattr(embedder, "embed_with_spans", None)
+    if method is None:
+        from qa.errors import InvalidRequest
+
+        raise InvalidRequest(f"the encoder {embedder.model_id!r} has no token states to pool "
+                             "sentence vectors from; use QA_SENTENCE_VECTORS=separate")
+    out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
+    pooled: list[np.ndarray] = [np.zeros((0, embedder.dim), np.float32)] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        rows = order[i:i + batch_size]
+        vecs, per_text = method([texts[r] for r in rows], [spans[r] for r in rows], kind)
+        out[rows] = vecs
+        for r, sv in zip(rows, per_text, strict=True):
+            pooled[r] = sv
+    return out, pooled
+
+
 class HashingEmbedder:
     """A fast deterministic fake: hashes jieba tokens and character bigrams into a small
     vector, so passages that share words with a query still rank first. For unit tests
@@ -75,6 +112,11 @@ class HashingEmbedder:
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms
+
+    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                         kind: Kind = "passage") -> tuple[np.ndarray, list[np.ndarray]]:
+        """A bag of hashed features has no token states: each span is hashed on its own."""
+        return spans_separately(self, texts, spans, kind)
 
     def count_tokens(self, text: str) -> int:
         return len(text)

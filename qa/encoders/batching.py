@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qa.encoders.base import Embedder, Kind
+from qa.encoders.base import Embedder, Kind, embed_spans
+from qa.encoders.late import Span
 
 
 class _Request:
@@ -63,6 +64,11 @@ class MicroBatchingEmbedder:
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
+
+    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                         kind: Kind = "passage") -> tuple[np.ndarray, list[np.ndarray]]:
+        """Indexing's late chunking, straight to the inner embedder like any passage call."""
+        return embed_spans(self.inner, texts, spans, kind, batch_size=max(1, len(texts)))
 
     def embed_batch(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
         texts = list(texts)

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qa.encoders.base import Embedder, Kind
+from qa.encoders.base import Embedder, Kind, embed_spans
+from qa.encoders.late import Span
 
 
 class WithSecond:
@@ -28,6 +29,11 @@ class WithSecond:
 
     def embed_batch(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
         return self.primary.embed_batch(texts, kind)
+
+    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                         kind: Kind = "passage") -> tuple[np.ndarray, list[np.ndarray]]:
+        """The first encoder's late-chunked vectors (the second's are the build's business)."""
+        return embed_spans(self.primary, texts, spans, kind, batch_size=max(1, len(texts)))
 
     def count_tokens(self, text: str) -> int:
         return self.primary.count_tokens(text)

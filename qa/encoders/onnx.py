@@ -23,13 +23,14 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from qa.encoders.base import Kind
+from qa.encoders.late import Span, pool_spans
 from qa.encoders.sentence_transformers import SentenceTransformerEmbedder
 from qa.errors import ModelUnavailable
 
@@ -42,22 +43,28 @@ MAX_ROWS = 64
 _INSTALL = "run `pip install onnxruntime onnx` (or choose QA_ENCODER_BACKEND=torch)"
 
 
-def onnx_file(model_dir: Path, weights_sha256: str, cache_dir: Path, *, int8: bool) -> Path:
+def onnx_file(model_dir: Path, weights_sha256: str, cache_dir: Path, *, int8: bool,
+              states: bool = False) -> Path:
     """The exported (and, with ``int8``, quantised) graph for ``model_dir``, made if missing.
 
-    A lock file keeps two processes from exporting at once; files appear by rename only."""
+    ``states``: the graph that also returns the last layer's token states, for late chunking
+    (qa.encoders.late). It is a file of its own, made only when late chunking is asked for,
+    so that the default graph, and the fingerprint of every index built with it, stay as
+    they are. A lock file keeps two processes from exporting at once; files appear by rename
+    only."""
     from qa.locking import file_lock
 
     folder = Path(cache_dir).expanduser() / "onnx" / (
         f"{Path(model_dir).name}-{weights_sha256[:12]}-e{EXPORT_VERSION}")
-    fp32, q8 = folder / "model.onnx", folder / "model-int8.onnx"
+    stem = "model-states" if states else "model"
+    fp32, q8 = folder / f"{stem}.onnx", folder / f"{stem}-int8.onnx"
     want = q8 if int8 else fp32
     if want.is_file():
         return want
     folder.mkdir(parents=True, exist_ok=True)
     with file_lock(folder / ".lock"):
         if not fp32.is_file():
-            _export(Path(model_dir), fp32)
+            _export(Path(model_dir), fp32, states=states)
         if int8 and not q8.is_file():
             _quantize(fp32, q8)
     return want
@@ -82,8 +89,9 @@ def _check_pooling(model_dir: Path) -> None:
                                "normalises, so use QA_ENCODER_BACKEND=torch for this model")
 
 
-def _export(model_dir: Path, out: Path) -> None:
-    """Transformer + mean pooling + L2 normalisation as one graph, then ORT's BERT fusions."""
+def _export(model_dir: Path, out: Path, *, states: bool = False) -> None:
+    """Transformer + mean pooling + L2 normalisation as one graph, then ORT's BERT fusions.
+    With ``states`` the graph's second output is the last layer's token states."""
     _check_pooling(model_dir)
     try:
         import onnx  # noqa: F401  (the optimizer and the quantizer need it)
@@ -103,7 +111,8 @@ def _export(model_dir: Path, out: Path) -> None:
                                 token_type_ids=torch.zeros_like(input_ids)).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
             mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+            pooled = torch.nn.functional.normalize(mean, p=2.0, dim=1)
+            return (pooled, hidden) if states else pooled
 
     config = AutoConfig.from_pretrained(model_dir, local_files_only=True)
     model = AutoModel.from_pretrained(model_dir, local_files_only=True,
@@ -119,12 +128,14 @@ def _export(model_dir: Path, out: Path) -> None:
         with warnings.catch_warnings(), torch.inference_mode(False), torch.no_grad():
             warnings.simplefilter("ignore")  # the tracer's notes on Python-side shape checks
             # The TorchScript exporter: the dynamo one needs onnxscript, one more dependency.
+            axes = {"input_ids": {0: "batch", 1: "seq"},
+                    "attention_mask": {0: "batch", 1: "seq"}, "embedding": {0: "batch"}}
+            if states:
+                axes["token_embeddings"] = {0: "batch", 1: "seq"}
             torch.onnx.export(Pooled(model).eval(), (ids, mask), str(raw),
                               input_names=["input_ids", "attention_mask"],
-                              output_names=["embedding"], opset_version=17, dynamo=False,
-                              dynamic_axes={"input_ids": {0: "batch", 1: "seq"},
-                                            "attention_mask": {0: "batch", 1: "seq"},
-                                            "embedding": {0: "batch"}})
+                              output_names=list(axes)[2:], opset_version=17, dynamo=False,
+                              dynamic_axes=axes)
             graph = optimizer.optimize_model(
                 str(raw), model_type="bert", opt_level=0,
                 num_heads=int(config.num_attention_heads), hidden_size=int(config.hidden_size))
@@ -149,8 +160,15 @@ def _verify(model: Any, path: Path) -> None:
                        token_type_ids=torch.zeros_like(ids)).last_hidden_state
         m = mask.unsqueeze(-1).float()
         ref = torch.nn.functional.normalize((hidden * m).sum(1) / m.sum(1), dim=1).numpy()
-    got = _session(path, 1).run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
-    worst = float((ref * got).sum(1).min())
+    outputs = _session(path, 1).run(None, {"input_ids": ids.numpy(),
+                                           "attention_mask": mask.numpy()})
+    worst = float((ref * outputs[0]).sum(1).min())
+    if len(outputs) > 1:
+        # The token states of real (unpadded) tokens, which late chunking pools.
+        real = mask.numpy().astype(bool)
+        a, b = hidden.numpy()[real], outputs[1][real]
+        token_cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+        worst = min(worst, float(token_cos.min()))
     if worst < 0.9999:
         raise ModelUnavailable(f"the ONNX export of the model is not faithful (cosine {worst:.5f} "
                                "to torch); use QA_ENCODER_BACKEND=torch")
@@ -221,7 +239,8 @@ class OnnxEmbedder:
     def __init__(self, onnx_path: Path, model_dir: Path, model_id: str, backend: str, *,
                  file_sha256: str, query_prompt: str | None = "query: ",
                  passage_prompt: str | None = "passage: ", threads: int | None = None,
-                 token_budget: int = TOKEN_BUDGET) -> None:
+                 token_budget: int = TOKEN_BUDGET,
+                 states_file: Callable[[], Path] | None = None) -> None:
         try:
             from tokenizers import Tokenizer
         except ImportError as exc:  # pragma: no cover - a core dependency
@@ -239,7 +258,11 @@ class OnnxEmbedder:
         self._tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self._tok.no_padding()
         self._tok.enable_truncation(self.max_tokens)
-        self._session = _session(onnx_path, threads or max(1, os.cpu_count() or 1))
+        self._threads = threads or max(1, os.cpu_count() or 1)
+        self._session = _session(onnx_path, self._threads)
+        # The token-states graph (late chunking), exported and opened on first use only.
+        self._states_file = states_file
+        self._states_session: Any = None
         self._prompts = {"query": query_prompt or "", "passage": passage_prompt or ""}
         self._budget = max(token_budget, self.max_tokens)
         self.model_id = model_id
@@ -247,10 +270,8 @@ class OnnxEmbedder:
         self.dim = int(self._session.get_outputs()[0].shape[-1] or config["hidden_size"])
         self.fingerprint = f"{backend}:{file_sha256}:q={query_prompt!r}:p={passage_prompt!r}"
 
-    def embed_batch(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
-        prompt = self._prompts.get(kind, "")
-        encoded = self._tok.encode_batch([prompt + t for t in texts])
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+    def _feeds(self, encoded: list[Any]) -> Iterator[tuple[list[int], dict[str, np.ndarray]]]:
+        """(rows, inputs) per ONNX call: length-sorted, padded only to each batch's longest."""
         for rows in length_batches([len(e.ids) for e in encoded], self._budget):
             width = len(encoded[rows[0]].ids)
             ids = np.full((len(rows), width), self._pad_id, dtype=np.int64)
@@ -259,10 +280,41 @@ class OnnxEmbedder:
                 n = len(encoded[i].ids)
                 ids[r, :n] = encoded[i].ids
                 mask[r, :n] = 1
-            out[rows] = self._session.run(None, {"input_ids": ids, "attention_mask": mask})[0]
+            yield rows, {"input_ids": ids, "attention_mask": mask}
+
+    def embed_batch(self, texts: Sequence[str], kind: Kind) -> np.ndarray:
+        prompt = self._prompts.get(kind, "")
+        encoded = self._tok.encode_batch([prompt + t for t in texts])
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for rows, feed in self._feeds(encoded):
+            out[rows] = self._session.run(None, feed)[0]
         # The graph normalises already; this only guards against float drift.
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                         kind: Kind = "passage") -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each text's vector and, from the same forward pass, one vector per character span
+        of it (late chunking, :mod:`qa.encoders.late`). The texts' vectors come from the
+        token-states graph, which _verify held to torch as tightly as the default graph."""
+        if self._states_session is None:
+            if self._states_file is None:
+                raise ModelUnavailable("this ONNX encoder has no token-states graph; "
+                                       "use QA_SENTENCE_VECTORS=separate")
+            self._states_session = _session(self._states_file(), self._threads)
+        prompt = self._prompts.get(kind, "")
+        encoded = self._tok.encode_batch([prompt + t for t in texts])
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        pooled: list[np.ndarray] = [np.zeros((0, self.dim), np.float32)] * len(texts)
+        for rows, feed in self._feeds(encoded):
+            vecs, states = self._states_session.run(["embedding", "token_embeddings"], feed)
+            out[rows] = vecs
+            for r, i in enumerate(rows):
+                if len(spans[i]):
+                    pooled[i] = pool_spans(states[r, :len(encoded[i].ids)], encoded[i].offsets,
+                                           spans[i], len(prompt), vecs[r])
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        return out, pooled
 
     def count_tokens(self, text: str) -> int:
         return len(self._counter.encode(text).ids)
@@ -300,7 +352,13 @@ def make_backend_embedder(backend: str, model_dir: Path, model_id: str, weights_
 
         raise InvalidRequest(f"unknown encoder backend {backend!r}; use one of "
                              + ", ".join(BACKENDS))
-    path = onnx_file(model_dir, weights_sha256, cache_dir, int8=backend == "onnx-int8")
+    int8 = backend == "onnx-int8"
+    path = onnx_file(model_dir, weights_sha256, cache_dir, int8=int8)
+
+    def states_file() -> Path:
+        return onnx_file(model_dir, weights_sha256, cache_dir, int8=int8, states=True)
+
     return OnnxEmbedder(path, model_dir, model_id, backend,
                         file_sha256=_sha256(path, Path(cache_dir).expanduser()),
-                        query_prompt=query_prompt, passage_prompt=passage_prompt, threads=threads)
+                        query_prompt=query_prompt, passage_prompt=passage_prompt, threads=threads,
+                        states_file=states_file)

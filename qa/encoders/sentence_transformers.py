@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from qa.encoders.base import Kind
+from qa.encoders.late import Span, pool_spans
 from qa.errors import ModelUnavailable
 
 
@@ -69,6 +71,34 @@ class SentenceTransformerEmbedder:
                 show_progress_bar=False,
             )
         return np.asarray(vecs, dtype=np.float32)
+
+    def embed_with_spans(self, texts: Sequence[str], spans: Sequence[Sequence[Span]],
+                         kind: Kind = "passage") -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each text's vector and, from the same forward pass, one vector per character span
+        of it, pooled from the token states (late chunking, :mod:`qa.encoders.late`)."""
+        import torch
+
+        prompt = self._prompts.get(kind, "")
+        with torch.inference_mode():
+            # output_value=None: per text, a dict of its token states, mask and pooled vector.
+            feats: list[dict[str, Any]] = self._model.encode(  # type: ignore[assignment]
+                list(texts), prompt_name=kind if prompt else None, batch_size=self.batch_size,
+                output_value=None, show_progress_bar=False)
+        # The same tokenizer and truncation as encode's, for the offsets it does not return.
+        enc = self._tokenizer([prompt + t for t in texts], truncation=True,
+                              max_length=self.max_tokens, return_offsets_mapping=True)
+        out = np.stack([f["sentence_embedding"].float().numpy() for f in feats])
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        pooled: list[np.ndarray] = []
+        for i, f in enumerate(feats):
+            n = int(f["attention_mask"].sum())
+            if n != len(enc["input_ids"][i]):
+                raise ModelUnavailable(f"token count mismatch for text {i}: the model saw {n} "
+                                       f"tokens, the tokenizer gives {len(enc['input_ids'][i])}")
+            pooled.append(pool_spans(f["token_embeddings"][:n].float().numpy(),
+                                     enc["offset_mapping"][i], spans[i], len(prompt), out[i])
+                          if len(spans[i]) else np.zeros((0, self.dim), np.float32))
+        return out, pooled
 
     def count_tokens(self, text: str) -> int:
         # verbose=False: counting a text longer than the window is the point, not an error.

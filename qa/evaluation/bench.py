@@ -57,11 +57,12 @@ SECTIONS = ("encoder", "pipeline", "quality", "batches", "http", "build", "scale
 class BenchConfig:
     data_dir: Path
     backends: list[str] = field(default_factory=lambda: ["onnx-int8", "onnx", "torch-int8"])
-    # "<backend>[@<batch>][+paragraphs-only][+no-second]": the backend, build_index's
-    # batch_size, without sentence vectors, without the second encoder (the configured one)
+    # "<backend>[@<batch>][+paragraphs-only|+late][+no-second]": the backend, build_index's
+    # batch_size, without sentence vectors or with them pooled late (QA_SENTENCE_VECTORS),
+    # without the second encoder (the configured one)
     pipeline_backends: list[str] = field(default_factory=lambda: [
-        "onnx", "onnx+no-second", "onnx+paragraphs-only", "onnx+paragraphs-only+no-second",
-        "onnx-int8"])
+        "onnx", "onnx+no-second", "onnx+late", "onnx+paragraphs-only",
+        "onnx+paragraphs-only+no-second", "onnx-int8"])
     quality_backends: list[str] = field(default_factory=lambda: [
         "torch", "onnx-int8", "onnx", "torch-int8"])
     http_backends: list[str] = field(default_factory=lambda: ["torch", "onnx", "onnx-int8"])

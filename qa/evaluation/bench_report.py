@@ -73,14 +73,17 @@ _STAGES = ("read", "chunk+store", "embed", "embed-second", "second", "vectors", 
 def _pipeline(pipe: dict[str, Any]) -> list[str]:
     out = ["", f"### Indexing pipeline: `build_index` of the same {pipe['paragraphs']} "
            "paragraphs (paragraph and sentence vectors of both encoders, BM25, store, files)",
-           "", "Rows: `+paragraphs-only` builds no sentence vectors; `+no-second` builds "
-           "without the second encoder (USE).", "",
-           "| row | seconds | chunks | sentence texts | second encoder's texts | passages/s | "
-           "passages/s ÷ bare encoder's |", "|---|---:|---:|---:|---:|---:|---:|"]
+           "", "Rows: `+paragraphs-only` builds no sentence vectors; `+late` pools them from "
+           "each chunk's own pass (`QA_SENTENCE_VECTORS=late`) instead of encoding each "
+           "sentence again; `+no-second` builds without the second encoder (USE).", "",
+           "| row | seconds | chunks | sentence texts | sentences pooled | second encoder's "
+           "texts | passages/s | passages/s ÷ bare encoder's |",
+           "|---|---:|---:|---:|---:|---:|---:|---:|"]
     rows = {n: p for n, p in pipe.items() if isinstance(p, dict)}
     for name, p in rows.items():
         out.append(f"| {name} | {_f(p['seconds'], 1)} | {p['chunks']} | "
-                   f"{p['sentence_texts']} | {p.get('second_texts', 0)} | "
+                   f"{p['sentence_texts']} | {p.get('sentences_pooled', 0)} | "
+                   f"{p.get('second_texts', 0)} | "
                    f"{_f(p['passages_per_s'])} | {_f(p['passages_per_s_vs_bare_encoder'])}× |")
     if any(p.get("stages") for p in rows.values()):
         out += ["", "Seconds per stage of the same builds (`BuildReport.stages`; embed and "

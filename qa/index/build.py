@@ -39,7 +39,8 @@ from typing import Any
 
 import numpy as np
 
-from qa.encoders.base import Embedder, embed
+from qa.encoders.base import Embedder, embed, embed_spans
+from qa.errors import InvalidRequest
 from qa.index import milvus_generation, milvus_registry
 from qa.index.embedding import CALL, EmbedStream, Sinks, passage_text
 from qa.index.generations import (
@@ -72,6 +73,12 @@ from qa.types import Document
 
 __all__ = ["BuildReport", "EmbedFn", "Progress", "build_index", "passage_text"]
 
+# How sentence vectors are made (QA_SENTENCE_VECTORS; qa.index.embedding): "separate" (each
+# sentence encoded as a text of its own: the default, see docs/PERFORMANCE.md for why),
+# "late" (pooled from the chunk's own forward pass) or "none".
+SENTENCE_MODES = ("separate", "late", "none")
+DEFAULT_SENTENCE_VECTORS = "separate"
+
 LEXICAL_TOKENIZER = "nfkc+opencc-t2s+jieba-search/1"
 Progress = Callable[[str, int, int], None]
 # Passages in, (n, dim) float32 unit rows out, in order; the callback gets how many are done.
@@ -102,6 +109,7 @@ class BuildReport:
     chunks: int = 0
     embedded: int = 0
     sentences_embedded: int = 0
+    sentences_pooled: int = 0  # sentence vectors pooled from their chunk's pass (late)
     second_embedded: int = 0  # passages and sentences embedded by the second encoder
     seconds: float = 0.0
     # Files that were not indexed (file name -> reason), and what the readers warned about.
@@ -128,7 +136,9 @@ class BuildReport:
                 f" documents ({len(self.added)} new, {len(self.changed)} changed, "
                 f"{len(self.removed)} removed, {len(self.unchanged)} unchanged); "
                 f"embedded {self.embedded} passages and {self.sentences_embedded} of their "
-                f"sentences in {self.seconds:.1f}s")
+                f"sentences" + (f" (and pooled {self.sentences_pooled} sentence vectors from "
+                                "them)" if self.sentences_pooled else "")
+                + f" in {self.seconds:.1f}s")
         if self.failed:
             line += f"; {len(self.failed)} file(s) skipped"
         lines = [line]
@@ -160,7 +170,7 @@ def _reader_cache(prev_gen: Path | None, prev: dict[str, Any] | None
 
 def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
                 max_tokens: int | None = None, embed_context: str = "none",
-                sentence_vectors: bool = True, batch_size: int = 32,
+                sentence_vectors: bool | str = True, batch_size: int = 32,
                 hnsw_threshold: int = 200_000, progress: Progress | None = None,
                 force: bool = False, vector_store: VectorStore | None = None,
                 embed_passages: EmbedFn | None = None,
@@ -168,14 +178,25 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     """Bring ``index_dir`` up to date with ``corpus_dir``; see the module docstring. Files
     that cannot be read are skipped and listed in the report's ``failed``.
     ``embed_passages`` replaces in-process embedding of the new passages (e.g. on Ray); it
-    must produce what ``embedder`` would, whose fingerprint goes into the manifest."""
+    must produce what ``embedder`` would, whose fingerprint goes into the manifest.
+    ``sentence_vectors``: one of :data:`SENTENCE_MODES` (True is "separate", False "none")."""
+    mode = _sentence_mode(sentence_vectors)
+    if mode == "late" and embed_passages is not None:
+        raise InvalidRequest("QA_SENTENCE_VECTORS=late pools sentence vectors in this "
+                             "process; it is not available with Ray embedding (QA_RAY_ADDRESS)")
+    sentence_vectors = mode != "none"
     started = time.perf_counter()
     stages: dict[str, float] = {}
     clock = _Clock(stages)
     # Room for the 'passage: ' prompt; count_tokens already includes <s> and </s>.
     window = max_tokens or max(64, embedder.max_tokens - 8)
-    chunker = {"version": CHUNKER_VERSION, "max_tokens": window, "embed_context": embed_context,
-               "sentence_vectors": sentence_vectors, "readers": READERS_VERSION}
+    chunker: dict[str, Any] = {"version": CHUNKER_VERSION, "max_tokens": window,
+                               "embed_context": embed_context,
+                               "sentence_vectors": sentence_vectors, "readers": READERS_VERSION}
+    if mode == "late":
+        # Only when late: a separate or sentence-less index keeps the manifest it had, and
+        # switching modes changes the chunker, so every vector is made again.
+        chunker["sentence_pooling"] = "late"
     with file_lock(index_dir / ".lock"):
         for stale in index_dir.glob(".building-*"):
             shutil.rmtree(stale, ignore_errors=True)
@@ -249,9 +270,14 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
         def embed_first(texts: Sequence[str]) -> np.ndarray:
             return _embed_window(embedder, texts, batch_size, embed_passages)
 
+        def embed_late(texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]]
+                       ) -> tuple[np.ndarray, list[np.ndarray]]:
+            return embed_spans(embedder, texts, spans, "passage", max(batch_size, CALL))
+
         stream = EmbedStream(embed_first, second, sinks, batch_size=batch_size,
                              progress=(lambda done, known: progress("embed", done, known))
-                             if progress else None)
+                             if progress else None,
+                             embed_late=embed_late if mode == "late" else None)
         try:
             writer.add_documents(docs, corpus.extracted)
             # The texts are in the store now: each is dropped once its document is cut, so
@@ -298,6 +324,7 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
             report.removed = sorted(set(prev["documents"]) - set(doc_entries)) if prev else []
             report.embedded = stream.chunks
             report.sentences_embedded = stream.sentence_texts
+            report.sentences_pooled = stream.sentences_pooled
             n = len(questions)
             offsets = np.zeros(n + 1, dtype=np.int64)
             if sentence_vectors:
@@ -358,6 +385,15 @@ def build_index(corpus_dir: Path, index_dir: Path, embedder: Embedder, *,
     report.chunks = len(questions)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _sentence_mode(value: bool | str) -> str:
+    if value is True or value is False:
+        return "separate" if value else "none"
+    if value not in SENTENCE_MODES:
+        raise InvalidRequest(f"unknown sentence-vector mode {value!r}; use one of "
+                             + ", ".join(SENTENCE_MODES))
+    return str(value)
 
 
 def _embed_window(embedder: Embedder, texts: Sequence[str], batch_size: int,

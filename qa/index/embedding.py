@@ -7,6 +7,11 @@ neighbours) and appends each vector, in row order, to the generation's vector fi
 (qa.index.second) when there is one. Rows reused from a previous generation go into the same
 queue, so the files keep the order of the chunk store. Nothing outlives a window: a build's
 memory does not grow with the corpus's vectors, which are on disk.
+
+Sentence vectors come in one of two ways (``QA_SENTENCE_VECTORS``): "separate", every
+sentence of a multi-sentence chunk encoded again as a text of its own in the same calls, or
+"late", pooled from the token states of the chunk's own forward pass (qa.encoders.late), so
+the first encoder sees each chunk once. The second encoder always encodes sentences as texts.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qa.encoders.base import Embedder, embed
+from qa.encoders.late import Span
 from qa.index.rows import RowWriter
 from qa.ingest.chunking import split_sentences
 from qa.types import Chunk
@@ -32,6 +38,9 @@ CALL = 256
 
 # Texts in, (n, dim) float32 unit rows out, in order (qa.index.build.EmbedFn).
 EmbedTexts = Callable[[Sequence[str]], np.ndarray]
+# Texts and each text's sentence spans in; each text's row, and its spans' rows, out.
+EmbedSpans = Callable[[Sequence[str], Sequence[Sequence[Span]]],
+                      tuple[np.ndarray, list[np.ndarray]]]
 
 
 def passage_text(chunk: Chunk, title: str, mode: str) -> str:
@@ -45,13 +54,16 @@ def passage_text(chunk: Chunk, title: str, mode: str) -> str:
     return f"{head}\n{chunk.clean_text}" if head else chunk.clean_text
 
 
-def sentence_texts(chunk: Chunk) -> list[str]:
-    """The sentences of a chunk that get vectors of their own; a one-sentence chunk has none
-    (its paragraph vector already is the sentence vector)."""
+def sentence_spans(chunk: Chunk) -> list[Span]:
+    """Spans (into ``clean_text``) of the sentences of a chunk that get vectors of their own;
+    a one-sentence chunk has none (its paragraph vector already is the sentence vector)."""
     spans = split_sentences(chunk.clean_text)
-    if len(spans) <= 1:
-        return []
-    return [chunk.clean_text[a:b] for a, b in spans]
+    return spans if len(spans) > 1 else []
+
+
+def sentence_texts(chunk: Chunk) -> list[str]:
+    """The texts of :func:`sentence_spans`."""
+    return [chunk.clean_text[a:b] for a, b in sentence_spans(chunk)]
 
 
 @dataclass
@@ -74,6 +86,7 @@ class _Pending:
     text: str            # the passage as the first encoder sees it
     clean: str           # the passage as the second encoder sees it (no breadcrumb)
     sentences: list[str]
+    spans: list[Span]    # the sentences' spans in ``text`` (late chunking only, else [])
 
 
 @dataclass
@@ -91,18 +104,23 @@ class EmbedStream:
     :meth:`flush` once the last chunk is in.
 
     ``embed_first`` embeds the first encoder's texts (in this process, or on Ray);
-    ``second`` is the second encoder, or None. ``progress(done, known)`` counts texts: the
-    total grows as the build cuts documents. ``sentence_counts`` is each row's number of
-    sentence rows (the generation's sentence offsets are its running sum)."""
+    ``second`` is the second encoder, or None; ``embed_late``, when given, replaces
+    ``embed_first`` and pools the sentence vectors from each chunk's own pass.
+    ``progress(done, known)`` counts texts: the total grows as the build cuts documents.
+    ``sentence_counts`` is each row's number of sentence rows (the generation's sentence
+    offsets are its running sum)."""
 
     def __init__(self, embed_first: EmbedTexts, second: Embedder | None, sinks: Sinks, *,
                  batch_size: int, window: int | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> None:
+                 progress: Callable[[int, int], None] | None = None,
+                 embed_late: EmbedSpans | None = None) -> None:
         self.embed_first, self.second, self.sinks = embed_first, second, sinks
+        self.embed_late = embed_late
         self.batch_size, self.progress = batch_size, progress
         self.window = max(1, window or WINDOW)
         self.chunks = 0           # chunks embedded so far
         self.sentence_texts = 0   # sentences encoded as texts of their own (first encoder)
+        self.sentences_pooled = 0  # sentence vectors pooled from their chunk's pass (late)
         self.second_texts = 0     # texts the second encoder embedded
         self.known = 0            # texts handed over so far (first encoder)
         self.done = 0
@@ -115,12 +133,18 @@ class EmbedStream:
 
     def add_chunk(self, chunk: Chunk, text: str) -> None:
         """A new chunk; ``text`` is what the first encoder sees (:func:`passage_text`)."""
-        sents = sentence_texts(chunk) if self.sinks.sentences is not None else []
-        self._queue.append(_Pending(text, chunk.clean_text, sents))
+        spans = sentence_spans(chunk) if self.sinks.sentences is not None else []
+        sents = [chunk.clean_text[a:b] for a, b in spans]
+        late: list[Span] = []
+        if self.embed_late is not None:
+            # A breadcrumb (embed_context) goes before the passage: the spans move past it.
+            head = len(text) - len(chunk.clean_text)
+            late = [(a + head, b + head) for a, b in spans]
+        self._queue.append(_Pending(text, chunk.clean_text, sents, late))
         self.sentence_counts.append(max(1, len(sents)) if self.sinks.sentences is not None
                                     else 0)
         self._waiting += 1
-        self.known += 1 + len(sents)
+        self.known += 1 if self.embed_late is not None else 1 + len(sents)
         if self._waiting >= self.window:
             self.flush()
 
@@ -149,7 +173,13 @@ class EmbedStream:
         extra = [s for p in todo for s in p.sentences]
         if todo:
             started = time.perf_counter()
-            first = self.embed_first([p.text for p in todo] + extra)
+            if self.embed_late is not None:
+                vecs, pooled = self.embed_late([p.text for p in todo], [p.spans for p in todo])
+                # The same layout as the separate path's: the chunks' rows, then every
+                # sentence row in chunk order.
+                first = np.concatenate([vecs, *pooled]) if extra else vecs
+            else:
+                first = self.embed_first([p.text for p in todo] + extra)
             self.seconds += time.perf_counter() - started
             if self.second is not None:
                 started = time.perf_counter()
@@ -175,8 +205,12 @@ class EmbedStream:
         self._write_run(first, more, rows, sents)
         if todo:
             self.chunks += len(todo)
-            self.sentence_texts += len(extra)
-            self.done += len(todo) + len(extra)
+            if self.embed_late is not None:
+                self.sentences_pooled += len(extra)
+                self.done += len(todo)
+            else:
+                self.sentence_texts += len(extra)
+                self.done += len(todo) + len(extra)
             if self.progress:
                 self.progress(self.done, self.known)
 

@@ -75,6 +75,7 @@ def build_in_process(settings: Settings, embedder: Embedder,
 
     return build_index(settings.corpus_dir, settings.index_dir, embedder,
                        embed_context=settings.embed_context, batch_size=settings.batch_size,
+                       sentence_vectors=settings.sentence_vectors,
                        hnsw_threshold=settings.hnsw_threshold, progress=progress,
                        vector_store=make_vector_store(settings),
                        limits=Limits(max_bytes=settings.max_file_mb * 2**20,
