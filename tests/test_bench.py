@@ -76,8 +76,10 @@ def test_quick_bench_machinery_reports_every_figure(tmp_path: Path) -> None:
     assert batches["1"]["ms_per_query"] > 0 and batches["batch_gain"] > 0
     http = results["http"]["hashing"]
     assert set(http["levels"]) == {"1", "8", "32"}
-    # the server's CPU time per request (in clock ticks: may round to 0 with the fake)
-    assert all(level["server_cpu_ms_per_request"] > 0 for level in http["levels"].values())
+    # The server's CPU time per request is read in clock ticks (10 ms), so a level of a few
+    # fake requests may round to 0; over all three levels the server did measurable work.
+    cpu = [level["server_cpu_ms_per_request"] for level in http["levels"].values()]
+    assert min(cpu) >= 0 and sum(cpu) > 0
     for level in http["levels"].values():
         assert level["errors"] == 0 and level["requests"] > 0
         assert {"p50_ms", "p95_ms", "p99_ms", "throughput_qps"} <= set(level)
