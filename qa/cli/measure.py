@@ -105,7 +105,8 @@ def bench(
              "batches, http, build, scale. Nothing is written without --doc.")] = None,
     pipeline: Annotated[list[str] | None, typer.Option(
         "--pipeline", metavar="ROW",
-        help="Pipeline rows (repeatable): BACKEND[@BATCH][+paragraphs-only][+no-second].")] = None,
+        help="Pipeline rows (repeatable): BACKEND[@BATCH][+paragraphs-only|+late]"
+             "[+no-second].")] = None,
     build_paragraphs: Annotated[int | None, typer.Option(
         metavar="N", help="Paragraphs of the synthetic build (default 20000; 0 skips it).")] = None,
     build_real_encoders: Annotated[bool, typer.Option(
