@@ -6,7 +6,7 @@ Every backend returns L2-normalised float32 rows, so inner product is cosine sim
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal, Protocol
 
 import numpy as np
@@ -30,20 +30,26 @@ class Embedder(Protocol):
     def count_tokens(self, text: str) -> int: ...
 
 
+def length_ordered(texts: Sequence[str], batch_size: int) -> Iterator[list[int]]:
+    """Indices of ``texts`` in batches of ``batch_size``, shortest texts first: an index mixes
+    512-token paragraphs with 20-token sentences, and a batch pads every text to its longest."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    for i in range(0, len(order), batch_size):
+        yield order[i:i + batch_size]
+
+
 def embed(embedder: Embedder, texts: Sequence[str], kind: Kind, batch_size: int = 64,
           progress: Callable[[int], None] | None = None) -> np.ndarray:
     """Embed any number of texts in batches, reporting how many are done after each.
-
-    Texts are batched in order of length (and put back in their order after): an index mixes
-    512-token paragraphs with 20-token sentences, and a batch pads every text to its longest.
-    """
+    Texts are batched in order of length (:func:`length_ordered`) and put back in their
+    order after."""
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for i in range(0, len(order), batch_size):
-        rows = order[i:i + batch_size]
+    done = 0
+    for rows in length_ordered(texts, batch_size):
         out[rows] = embedder.embed_batch([texts[r] for r in rows], kind)
+        done += len(rows)
         if progress:
-            progress(min(len(texts), i + batch_size))
+            progress(done)
     return out
 
 
@@ -72,9 +78,7 @@ def embed_spans(embedder: Embedder, texts: Sequence[str], spans: Sequence[Sequen
                              "sentence vectors from; use QA_SENTENCE_VECTORS=separate")
     out = np.zeros((len(texts), embedder.dim), dtype=np.float32)
     pooled: list[np.ndarray] = [np.zeros((0, embedder.dim), np.float32)] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    for i in range(0, len(order), batch_size):
-        rows = order[i:i + batch_size]
+    for rows in length_ordered(texts, batch_size):
         vecs, per_text = method([texts[r] for r in rows], [spans[r] for r in rows], kind)
         out[rows] = vecs
         for r, sv in zip(rows, per_text, strict=True):

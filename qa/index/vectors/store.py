@@ -35,14 +35,19 @@ class VectorStore:
     def _file(self, folder: Path, kind: str, engine: str) -> Path:
         return folder / (f"{kind}.milvus.json" if engine == "milvus" else f"{kind}.faiss")
 
-    def create(self, dim: int, vectors: np.ndarray, folder: Path, kind: str, gen_name: str,
-               hnsw_threshold: int) -> VectorIndex:
-        index = make_vector_index(
-            dim, len(vectors), backend=self.backend, hnsw_threshold=hnsw_threshold,
+    def _new_index(self, dim: int, n: int, kind: str, gen_name: str,
+                   hnsw_threshold: int) -> VectorIndex:
+        """An empty index of this store's engine for ``n`` vectors of one generation."""
+        return make_vector_index(
+            dim, n, backend=self.backend, hnsw_threshold=hnsw_threshold,
             milvus_uri=self.uri, milvus_token=self.token,
             collection=collection_name(f"{self.collection}_{kind}", gen_name),
             milvus_index_type=self.index_type, milvus_index_params=self.index_params,
             milvus_search_params=self.search_params)
+
+    def create(self, dim: int, vectors: np.ndarray, folder: Path, kind: str, gen_name: str,
+               hnsw_threshold: int) -> VectorIndex:
+        index = self._new_index(dim, len(vectors), kind, gen_name, hnsw_threshold)
         index.add(vectors)
         index.save(self._file(folder, kind, self.backend))
         return index
@@ -59,12 +64,7 @@ class VectorStore:
 
             if write_flat(self._file(folder, kind, "faiss"), dim, len(rows), rows.blocks()):
                 return {"engine": "faiss", "kind": "flat", "dim": dim, "metric": "inner_product"}
-        index = make_vector_index(
-            dim, len(rows), backend=self.backend, hnsw_threshold=hnsw_threshold,
-            milvus_uri=self.uri, milvus_token=self.token,
-            collection=collection_name(f"{self.collection}_{kind}", gen_name),
-            milvus_index_type=self.index_type, milvus_index_params=self.index_params,
-            milvus_search_params=self.search_params)
+        index = self._new_index(dim, len(rows), kind, gen_name, hnsw_threshold)
         if self.backend == "faiss":
             # One add of every row, as before: HNSW blocks added one by one build another graph.
             index.add(np.load(rows.path, mmap_mode="r"))
